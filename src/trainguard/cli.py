@@ -1,0 +1,168 @@
+"""The `trainguard` command: a fixed set of verbs; every knob lives in the config file."""
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing is ever downloaded at run time
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from trainguard.errors import TrainguardError
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+                  help="Train language models through multi-stage pipelines that watch themselves.")
+config_app = typer.Typer(no_args_is_help=True, help="Validate a run file or print its JSON schema.")
+app.add_typer(config_app, name="config")
+console = Console()
+err_console = Console(stderr=True)
+
+SetOption = Annotated[list[str], typer.Option("--set", help="Override a config key: KEY.PATH=VALUE (YAML value).")]
+
+
+def fail(err: TrainguardError) -> None:
+    for line in str(err).splitlines() or [type(err).__name__]:
+        err_console.print(f"[red]error:[/] {line}", highlight=False, soft_wrap=True)
+    raise typer.Exit(err.exit_code)
+
+
+def quiet_libraries() -> None:
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+
+
+def config_diff(a: Any, b: Any, prefix: str = "") -> list[str]:
+    """Dotted paths where two parsed configs differ."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return [p for k in sorted(set(a) | set(b)) for p in config_diff(a.get(k), b.get(k), f"{prefix}{k}.")]
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        return [p for i, (x, y) in enumerate(zip(a, b, strict=True)) for p in config_diff(x, y, f"{prefix}{i}.")]
+    return [] if a == b else [prefix.rstrip(".")]
+
+
+def execute(cfg: Any, run: Any, resume: bool) -> None:
+    from trainguard.engine.pipeline import Pipeline
+
+    status = "failed"
+    try:
+        Pipeline(cfg, run, console).run_all(resume=resume)
+        status = "completed"
+    except KeyboardInterrupt:
+        status = "interrupted"
+        raise
+    finally:
+        if resume:
+            manifest = run.manifest()
+            run.update_manifest(resumes=[*manifest.get("resumes", []), {"pid": os.getpid()}])
+        run.close(status=status)
+
+
+@app.command()
+def run(
+    config: Annotated[Path, typer.Argument(help="Run file (YAML).")],
+    resume: Annotated[bool, typer.Option(help="Continue the run folder from its newest complete checkpoint.")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Delete an existing run folder of the same name first.")] = False,
+    set_: SetOption = [],  # noqa: B006  (typer reads the default)
+) -> None:
+    """Train every stage of a run file inside runs/<name>/."""
+    from trainguard.config import load_config
+    from trainguard.run import RunDir
+
+    try:
+        quiet_libraries()
+        cfg = load_config(config, set_)
+        if resume and (cfg.run_dir / "manifest.json").is_file():
+            run_dir = RunDir.reopen(cfg.run_dir)
+            saved = load_config(run_dir.config_path)
+            changed = config_diff(saved.model_dump(mode="json"), cfg.model_dump(mode="json"))
+            if changed:
+                run_dir.close()
+                raise TrainguardError(
+                    f"{config} differs from {run_dir.config_path} at {', '.join(changed)}; "
+                    "resume needs the same config (or use --overwrite to start over)"
+                )
+            _resume(run_dir)
+        else:
+            execute(cfg, RunDir.create(cfg, overwrite), resume=False)
+    except TrainguardError as err:
+        fail(err)
+
+
+def _resume(run_dir: Any) -> None:
+    from trainguard.config import load_config
+
+    cfg = load_config(run_dir.config_path)
+    if run_dir.manifest().get("status") == "completed":
+        console.print(f"{run_dir.path} is already complete; nothing to do")
+        run_dir.close()
+        return
+    execute(cfg, run_dir, resume=True)
+
+
+@app.command()
+def resume(run_dir: Annotated[Path, typer.Argument(help="Run folder to continue.")]) -> None:
+    """Continue a run from its newest complete checkpoint (same as `run CONFIG --resume`)."""
+    from trainguard.run import RunDir
+
+    try:
+        quiet_libraries()
+        _resume(RunDir.reopen(run_dir))
+    except TrainguardError as err:
+        fail(err)
+
+
+@config_app.command("check")
+def config_check(
+    config: Annotated[Path, typer.Argument(help="Run file (YAML).")],
+    set_: SetOption = [],  # noqa: B006
+) -> None:
+    """Validate a run file and print it with every default filled in."""
+    from trainguard.config import load_config
+
+    try:
+        cfg = load_config(config, set_)
+    except TrainguardError as err:
+        fail(err)
+    sys.stdout.write(cfg.to_yaml())
+
+
+@config_app.command("schema")
+def config_schema() -> None:
+    """Print the JSON schema of run files (for editors and validation)."""
+    from trainguard.config import RunConfig
+
+    sys.stdout.write(json.dumps(RunConfig.model_json_schema(), indent=2) + "\n")
+
+
+@app.command()
+def export(
+    run_dir: Annotated[Path, typer.Argument(help="Run folder.")],
+    csv: Annotated[Path, typer.Option("--csv", help="Write all metrics to this CSV file.")],
+) -> None:
+    """Export a run's metrics."""
+    from trainguard.track.sinks import export_csv
+
+    db = run_dir / "metrics.db"
+    if not db.is_file():
+        fail(TrainguardError(f"{run_dir} has no metrics.db"))
+    rows = export_csv(db, csv)
+    console.print(f"wrote {rows} rows to {csv}")
+
+
+@app.command()
+def inspect(checkpoint: Annotated[Path, typer.Argument(help="Checkpoint folder (runs/NAME/checkpoints/step-N).")]) -> None:
+    """Show what a checkpoint holds and verify every file's sha256."""
+    from trainguard.inspect import describe_checkpoint
+
+    try:
+        ok = describe_checkpoint(checkpoint, console)
+    except TrainguardError as err:
+        fail(err)
+    raise typer.Exit(0 if ok else 1)

@@ -1,0 +1,1 @@
+"""Data: records from files or tasks, tokenised batches, and sources with a resumable cursor."""

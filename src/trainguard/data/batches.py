@@ -1,0 +1,50 @@
+"""Tokenised examples and right-padded batches with completion masks."""
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+
+@dataclass
+class TokenizedExample:
+    ids: list[int]
+    prompt_len: int  # ids[:prompt_len] are the prompt (with BOS), the rest the completion (with EOS)
+
+
+@dataclass
+class TokenBatch:
+    input_ids: torch.Tensor  # (B, T) long, right-padded
+    token_mask: torch.Tensor  # (B, T) bool, real tokens
+    completion_mask: torch.Tensor  # (B, T) bool, completion tokens
+
+    @property
+    def n_tokens(self) -> int:
+        return int(self.token_mask.sum())
+
+    def to(self, device: torch.device) -> "TokenBatch":
+        return TokenBatch(*(t.to(device, non_blocking=True) for t in (self.input_ids, self.token_mask, self.completion_mask)))
+
+
+def tokenize_record(tokenizer: Any, record: dict[str, str], max_length: int) -> tuple[TokenizedExample, bool]:
+    """BOS + prompt + completion + EOS, truncated from the right to `max_length`; returns (example, truncated)."""
+    prompt = tokenizer.encode(record["prompt"], add_special_tokens=False)
+    completion = tokenizer.encode(record["completion"], add_special_tokens=False)
+    if tokenizer.bos_token_id is not None:
+        prompt = [tokenizer.bos_token_id, *prompt]
+    ids = [*prompt, *completion, tokenizer.eos_token_id]
+    truncated = len(ids) > max_length
+    return TokenizedExample(ids[:max_length], min(len(prompt), max_length)), truncated
+
+
+def collate(examples: list[TokenizedExample], pad_id: int) -> TokenBatch:
+    width = max(len(e.ids) for e in examples)
+    input_ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
+    token_mask = torch.zeros((len(examples), width), dtype=torch.bool)
+    completion_mask = torch.zeros_like(token_mask)
+    for row, e in enumerate(examples):
+        n = len(e.ids)
+        input_ids[row, :n] = torch.tensor(e.ids)
+        token_mask[row, :n] = True
+        completion_mask[row, e.prompt_len : n] = True
+    return TokenBatch(input_ids, token_mask, completion_mask)

@@ -1,0 +1,75 @@
+"""Reading `{prompt, completion}` records: bad rows are counted and reported, never crashed on."""
+
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from trainguard.errors import DataError
+
+REQUIRED = ("prompt", "completion")
+
+
+@dataclass
+class ReadReport:
+    source: str
+    rows: int = 0
+    usable: int = 0
+    bad: Counter = field(default_factory=Counter)  # reason -> count
+    first_bad_line: dict[str, int] = field(default_factory=dict)
+
+    def reject(self, reason: str, line: int) -> None:
+        self.bad[reason] += 1
+        self.first_bad_line.setdefault(reason, line)
+
+    def summary(self) -> str:
+        if not self.bad:
+            return f"{self.source}: {self.usable} rows"
+        reasons = ", ".join(
+            f"{n} {reason} (first at line {self.first_bad_line[reason]})" for reason, n in self.bad.most_common()
+        )
+        return f"{self.source}: {self.usable} of {self.rows} rows usable; skipped {reasons}"
+
+
+def check_record(row: Any) -> str | None:
+    """The reason a parsed row is unusable, or None."""
+    if not isinstance(row, dict):
+        return "not a JSON object"
+    for key in REQUIRED:
+        if key not in row:
+            return f"missing '{key}'"
+        if not isinstance(row[key], str):
+            return f"'{key}' not a string"
+    if not row["completion"]:
+        return "empty completion"
+    return None
+
+
+def read_jsonl(path: Path) -> tuple[list[dict[str, Any]], ReadReport]:
+    """Usable records of a JSONL file and a report of the rest; raises DataError if none are usable."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"data file {path} does not exist")
+    report = ReadReport(str(path))
+    records: list[dict[str, Any]] = []
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for line_no, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            report.rows += 1
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                report.reject("malformed JSON", line_no)
+                continue
+            reason = check_record(row)
+            if reason:
+                report.reject(reason, line_no)
+                continue
+            records.append({k: row[k] for k in ("id", "task", "prompt", "completion") if k in row})
+    report.usable = len(records)
+    if not records:
+        detail = report.summary() if report.rows else f"{path}: the file has no rows"
+        raise DataError(f"no usable records: {detail}")
+    return records, report

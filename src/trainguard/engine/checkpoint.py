@@ -1,0 +1,186 @@
+"""Atomic, hashed checkpoints: a folder is filled under a temporary name, its manifest (sha256 of every
+file) written last, then renamed into place. Resume takes the newest one whose hashes still match."""
+
+import hashlib
+import io
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load as load_safetensors
+from safetensors.torch import save as save_safetensors
+
+from trainguard.atomic import fsync_dir, write_bytes_durably
+from trainguard.errors import CheckpointError
+
+MANIFEST = "manifest.json"
+FORMAT_VERSION = 1
+
+
+def checkpoint_name(step: int) -> str:
+    return f"step-{step:06d}"
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def tensors_to_bytes(tensors: dict[str, torch.Tensor]) -> bytes:
+    """safetensors refuses shared storage (tied weights): give the second and later sharers their own copy."""
+    seen: set[int] = set()
+    out = {}
+    for name, t in tensors.items():
+        t = t.detach().contiguous()
+        ptr = t.untyped_storage().data_ptr()
+        out[name] = t.clone() if ptr in seen else t
+        seen.add(ptr)
+    return save_safetensors({k: v.cpu() for k, v in out.items()})
+
+
+def object_to_bytes(obj: Any) -> bytes:
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return buf.getvalue()
+
+
+@dataclass
+class Checkpoint:
+    path: Path
+    manifest: dict[str, Any]
+
+    @property
+    def step(self) -> int:
+        return int(self.manifest["step"])
+
+    @property
+    def healthy(self) -> bool:
+        return bool(self.manifest.get("healthy", True))
+
+    def tensors(self, key: str) -> dict[str, torch.Tensor]:
+        return load_safetensors((self.path / f"{key}.safetensors").read_bytes())
+
+    def object(self, key: str) -> Any:
+        return torch.load(self.path / f"{key}.pt", weights_only=True, map_location="cpu")
+
+    def json(self, key: str) -> Any:
+        return json.loads((self.path / f"{key}.json").read_text())
+
+
+def verify(path: Path) -> list[str]:
+    """Problems with a checkpoint folder; empty when it is complete and every hash matches."""
+    manifest_path = path / MANIFEST
+    if not manifest_path.is_file():
+        return ["no manifest (the write did not finish)"]
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except (json.JSONDecodeError, OSError) as err:
+        return [f"unreadable manifest ({err})"]
+    problems = []
+    for name, meta in manifest.get("files", {}).items():
+        f = path / name
+        if not f.is_file():
+            problems.append(f"{name}: missing")
+        elif f.stat().st_size != meta["bytes"]:
+            problems.append(f"{name}: {f.stat().st_size} bytes, manifest says {meta['bytes']}")
+        elif sha256_file(f) != meta["sha256"]:
+            problems.append(f"{name}: sha256 mismatch")
+    return problems
+
+
+class Checkpointer:
+    """Writes and finds checkpoints under `root` (the run's checkpoints/ folder)."""
+
+    def __init__(self, root: Path, keep: int | None = None) -> None:
+        self.root = Path(root)
+        self.keep = keep
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def remove_partial(self) -> list[str]:
+        """Delete folders left by writes that were killed; returns their names."""
+        stale = [p for p in self.root.iterdir() if p.name.startswith(".tmp-") or ".old-" in p.name]
+        for p in stale:
+            shutil.rmtree(p, ignore_errors=True)
+        return [p.name for p in stale]
+
+    def save(
+        self,
+        step: int,
+        *,
+        tensors: dict[str, dict[str, torch.Tensor]],
+        objects: dict[str, Any],
+        jsons: dict[str, Any],
+        meta: dict[str, Any],
+        healthy: bool = True,
+    ) -> Checkpoint:
+        """Write checkpoint `step`; on any I/O error (a full disk) the partial folder is removed and
+        earlier checkpoints are untouched."""
+        name = checkpoint_name(step)
+        tmp = self.root / f".tmp-{name}-{os.getpid()}"
+        files: dict[str, dict[str, Any]] = {}
+        try:
+            tmp.mkdir()
+            payloads = {f"{k}.safetensors": tensors_to_bytes(v) for k, v in tensors.items()}
+            payloads |= {f"{k}.pt": object_to_bytes(v) for k, v in objects.items()}
+            payloads |= {f"{k}.json": json.dumps(v, indent=2, sort_keys=True).encode() for k, v in jsons.items()}
+            for fname, data in payloads.items():
+                write_bytes_durably(tmp / fname, data)
+                files[fname] = {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+            manifest = {
+                "format_version": FORMAT_VERSION,
+                "step": step,
+                "healthy": healthy,
+                "created": time.time(),
+                "files": files,
+                **meta,
+            }
+            write_bytes_durably(tmp / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True).encode())
+            fsync_dir(tmp)
+            final = self.root / name
+            if final.exists():  # a rollback re-saves a step it already passed
+                shutil.rmtree(final)
+            os.replace(tmp, final)
+            fsync_dir(self.root)
+        except OSError as err:
+            shutil.rmtree(tmp, ignore_errors=True)
+            previous = self.latest_name()
+            kept = f"; {previous} is intact" if previous else ""
+            raise CheckpointError(f"could not write checkpoint {name}: {err.strerror or err}{kept}") from None
+        self.prune()
+        return Checkpoint(final, manifest)
+
+    def candidates(self) -> list[Path]:
+        """Checkpoint folders by step, newest first (complete or not)."""
+        found = [p for p in self.root.glob("step-*") if p.is_dir() and p.name[5:].isdigit()]
+        return sorted(found, key=lambda p: int(p.name[5:]), reverse=True)
+
+    def latest_name(self) -> str | None:
+        found = self.candidates()
+        return found[0].name if found else None
+
+    def latest(self, warn: Any = print, healthy_only: bool = False) -> Checkpoint | None:
+        """Newest complete, intact checkpoint (and healthy, if asked); skipped ones are reported via `warn`."""
+        for path in self.candidates():
+            problems = verify(path)
+            if problems:
+                warn(f"skipping checkpoint {path.name}: {'; '.join(problems)}")
+                continue
+            ckpt = Checkpoint(path, json.loads((path / MANIFEST).read_text()))
+            if healthy_only and not ckpt.healthy:
+                continue
+            return ckpt
+        return None
+
+    def prune(self) -> None:
+        if self.keep is None:
+            return
+        for path in self.candidates()[self.keep :]:
+            shutil.rmtree(path, ignore_errors=True)

@@ -1,0 +1,188 @@
+"""The pipeline: stages in order inside one run folder, each handing its model to the next by folder."""
+
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from accelerate import Accelerator
+from rich.console import Console
+
+from trainguard.atomic import atomic_write_json
+from trainguard.config import RunConfig, RunSection, StageSection
+from trainguard.data.sources import SFTSource, eval_batches, load_records, tokenize_all
+from trainguard.engine.checkpoint import Checkpoint, Checkpointer
+from trainguard.engine.loop import Engine, StageResult
+from trainguard.engine.optim import build_optimizer, trainable_parameters
+from trainguard.engine.state import TrainState, seed_everything
+from trainguard.eval.accuracy import heldout_instances, task_accuracy
+from trainguard.models.loading import build_model, export_model, load_tokenizer
+from trainguard.objectives import OBJECTIVES
+from trainguard.run import RunDir
+from trainguard.tasks import build_task
+from trainguard.track.sinks import Sinks, StoreSink, TensorBoardSink
+from trainguard.ui.progress import StageProgress, progress_enabled, summary_table
+
+
+@dataclass
+class PipelineResult:
+    stages: list[StageResult] = field(default_factory=list)
+    accuracy: dict[str, Any] = field(default_factory=dict)
+
+
+def configure_torch(cfg: RunSection) -> Accelerator:
+    if cfg.threads is not None:
+        torch.set_num_threads(cfg.threads)
+    if cfg.deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    precision = cfg.mixed_precision
+    if precision == "auto":
+        precision = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
+    return Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=precision)
+
+
+def stage_steps(stage: StageSection, n_train: int) -> int:
+    if stage.max_steps is not None:
+        return stage.max_steps
+    assert stage.epochs is not None
+    return max(1, math.ceil(stage.epochs * n_train / (stage.batch_size * stage.grad_accum)))
+
+
+class Pipeline:
+    """Builds each stage's pieces from the config and runs them; resumes from the newest checkpoint."""
+
+    def __init__(self, cfg: RunConfig, run: RunDir, console: Console) -> None:
+        self.cfg, self.run, self.console = cfg, run, console
+        self.accelerator = configure_torch(cfg.run)
+        seed_everything(cfg.run.seed)
+        self.tokenizer = load_tokenizer(cfg.model, cfg.tokenizer)
+        self.state = TrainState()
+        self.checkpointer = Checkpointer(run.checkpoints)
+        self._load_data()
+
+    def _load_data(self) -> None:
+        records = load_records(self.cfg.data, self.cfg.run.seed)
+        for report in records.reports:
+            severity = "warning" if report.bad else "info"
+            self.run.event("data", report.summary(), severity=severity, bad=dict(report.bad))
+            if report.bad:
+                self.console.print(f"[yellow]warning:[/] {report.summary()}")
+        max_len = self.cfg.tokenizer.max_length
+        self.train_examples, cut = tokenize_all(records.train, self.tokenizer, max_len)
+        self.eval_examples, cut_eval = tokenize_all(records.eval, self.tokenizer, max_len)
+        if cut + cut_eval:
+            msg = f"{cut + cut_eval} records truncated to tokenizer.max_length={max_len}"
+            self.run.event("data", msg, severity="warning")
+            self.console.print(f"[yellow]warning:[/] {msg}")
+        self.train_prompts = {r["prompt"] for r in records.train}
+
+    def event(self, kind: str, message: str, severity: str = "info", stage: str | None = None, **data: Any) -> None:
+        self.run.event(kind, message, self.state.global_step, stage, severity, **data)
+
+    # -- resume ----------------------------------------------------------------------------------------
+    def find_resume_point(self) -> Checkpoint | None:
+        removed = self.checkpointer.remove_partial()
+        if removed:
+            self.console.print(f"[yellow]warning:[/] removed unfinished checkpoint writes: {', '.join(removed)}")
+
+        def warn(msg: str) -> None:
+            self.console.print(f"[yellow]warning:[/] {msg}")
+            self.run.event("checkpoint", msg, severity="warning")
+
+        latest = self.checkpointer.latest(warn=warn)
+        assert self.run.store is not None
+        dropped = self.run.store.truncate_after(latest.step if latest else 0)
+        if latest is not None:
+            self.state.load_state_dict(latest.json("state")["train"])
+            self.console.print(f"resuming from {latest.path.name} (stage {latest.manifest['stage']})")
+        self.event("resume", f"resumed from {latest.path.name if latest else 'the start'}",
+                   dropped_metric_rows=dropped)
+        return latest
+
+    # -- stages ----------------------------------------------------------------------------------------
+    def run_all(self, resume: bool) -> PipelineResult:
+        latest = self.find_resume_point() if resume else None
+        result = PipelineResult()
+        purge = latest.step + 1 if latest else None
+        sinks = [StoreSink(self.run.store)]  # type: ignore[arg-type]
+        if self.cfg.tracking.tensorboard:
+            sinks.append(TensorBoardSink(self.run.tb, purge_step=purge))
+        self.sinks = Sinks(sinks)
+        try:
+            for index, stage in enumerate(self.cfg.stages):
+                if index < self.state.stage_index:
+                    continue
+                resume_here = latest if latest is not None and latest.manifest["stage_index"] == index else None
+                result.stages.append(self.run_stage(index, stage, resume_here, result))
+            result.accuracy["after"] = self.measure_accuracy("after", self.final_model, force=True)
+        finally:
+            self.sinks.close()
+        self.console.print(summary_table(str(self.run.path), result.stages, result.accuracy))
+        return result
+
+    def run_stage(self, index: int, stage: StageSection, ckpt: Checkpoint | None, result: PipelineResult) -> StageResult:
+        last = index == len(self.cfg.stages) - 1
+        previous = self.run.stage_export(index - 1, self.cfg.stages[index - 1].name, False) if index else None
+        model = build_model(self.cfg.model, self.tokenizer, self.cfg.tokenizer.max_length, self.cfg.run.seed,
+                            path=str(previous) if previous else None)
+        if index == 0:
+            result.accuracy["before"] = self.measure_accuracy("before", model)
+        objective = OBJECTIVES.get(stage.objective.name)(stage.objective)
+        modules = {"model": model, **objective.trainable_modules()}
+        optimizer = build_optimizer(trainable_parameters(modules), stage.optimizer)
+        model, optimizer = self.accelerator.prepare(model, optimizer)
+        source = SFTSource(self.train_examples, stage.batch_size, self.cfg.run.seed + index, self.tokenizer.pad_token_id)
+        total = stage_steps(stage, len(self.train_examples))
+        self.checkpointer.keep = stage.save_total_limit
+        engine = Engine(
+            stage=stage, stage_index=index, model=model, objective=objective, source=source,
+            eval_batches=eval_batches(self.eval_examples, stage.batch_size, self.tokenizer.pad_token_id),
+            optimizer=optimizer, accelerator=self.accelerator, state=self.state, total_steps=total,
+            sinks=self.sinks, checkpointer=self.checkpointer,
+            event=lambda kind, msg, **data: self.event(kind, msg, stage=stage.name, **data),
+            on_best=lambda: export_model(model, self.tokenizer, self.run.best),
+            checkpoint_meta={"config": self.cfg.model_dump(mode="json")},
+        )
+        if ckpt is not None:
+            engine.load(ckpt)
+        else:
+            self.state.stage_index, self.state.stage_step, self.state.best_eval_loss = index, 0, None
+            self.event("stage_start", f"stage {stage.name}: {total} steps", stage=stage.name)
+        enabled = progress_enabled(self.cfg.tracking.progress, self.console)
+        with StageProgress(self.console, stage.name, total, self.state.stage_step, enabled) as progress:
+            engine.progress = progress
+            stage_result = engine.fit()
+        export_model(model, self.tokenizer, self.run.stage_export(index, stage.name, last))
+        self.event("stage_end", f"stage {stage.name} done at step {self.state.global_step}", stage=stage.name)
+        self.final_model = model
+        return stage_result
+
+    def measure_accuracy(self, when: str, model: torch.nn.Module, force: bool = False) -> dict[str, Any] | None:
+        """Held-out accuracy, written to eval/<when>.json; `before` is measured once, even across resumes."""
+        ev = self.cfg.eval
+        if ev.task is None:
+            return None
+        path = self.run.eval_dir / f"{when}.json"
+        if path.is_file() and not force:
+            return json.loads(path.read_text())
+        params = ev.params or self._task_params(ev.task)
+        task = build_task(ev.task, params)
+        instances = heldout_instances(task, ev.n, self.train_prompts)
+        acc = task_accuracy(model, self.tokenizer, task, instances, ev.max_new_tokens, ev.batch_size).to_dict()
+        self.run.eval_dir.mkdir(exist_ok=True)
+        atomic_write_json(path, acc)
+        self.event("accuracy", f"{when}: {task.name} accuracy {acc['accuracy']:.1%} on {acc['n']} held-out",
+                   accuracy=acc["accuracy"], when=when)
+        self.console.print(f"held-out {task.name} accuracy {when} training: {acc['accuracy']:.1%} "
+                           f"({acc['correct']}/{acc['n']})")
+        return acc
+
+    def _task_params(self, task: str) -> dict[str, Any]:
+        """The params the training data used for this task, so held-out instances match the training distribution."""
+        for src in self.cfg.data.sources:
+            if getattr(src, "task", None) == task:
+                return src.params  # type: ignore[union-attr]
+        return {}

@@ -1,0 +1,27 @@
+"""Per-step gradient and weight statistics with foreach kernels and no host sync of their own."""
+
+import torch
+
+
+def global_norm(tensors: list[torch.Tensor]) -> torch.Tensor:
+    if not tensors:
+        return torch.zeros(())
+    return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(tensors)))
+
+
+def abs_max(tensors: list[torch.Tensor]) -> torch.Tensor:
+    if not tensors:
+        return torch.zeros(())
+    return torch.stack(torch._foreach_max(torch._foreach_abs(tensors))).max()
+
+
+def nonfinite_counts(tensors: list[torch.Tensor]) -> tuple[int, int]:
+    """(NaN count, Inf count); only worth calling once the global norm came out non-finite."""
+    nan = sum(int(torch.isnan(t).sum()) for t in tensors)
+    inf = sum(int(torch.isinf(t).sum()) for t in tensors)
+    return nan, inf
+
+
+def update_norm(after: list[torch.Tensor], before: list[torch.Tensor]) -> torch.Tensor:
+    """||w_after - w_before||, the size of the step the optimizer actually took."""
+    return global_norm(torch._foreach_sub(after, before))

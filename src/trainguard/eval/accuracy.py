@@ -1,0 +1,83 @@
+"""Held-out task accuracy: greedy generation (KV cache) on instances the model never trained on."""
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from trainguard.tasks import Instance, Task
+
+HELDOUT_START = 1_000_000_000  # eval ids start here; training sources use small ids
+
+
+@dataclass
+class AccuracyResult:
+    task: str
+    n: int
+    correct: int
+    accuracy: float
+    examples: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def heldout_instances(task: Task, n: int, exclude_prompts: set[str]) -> list[Instance]:
+    """`n` instances with ids from HELDOUT_START on, skipping any whose prompt appears in training."""
+    out: list[Instance] = []
+    i = HELDOUT_START
+    while len(out) < n and i < HELDOUT_START + 100 * n:
+        inst = task.instance(i)
+        if inst.prompt not in exclude_prompts:
+            out.append(inst)
+        i += 1
+    return out
+
+
+@torch.no_grad()
+def generate_greedy(model: nn.Module, tokenizer: Any, prompts: list[str], max_new_tokens: int) -> list[str]:
+    """Left-padded batched greedy decoding; text up to the first EOS."""
+    device = next(model.parameters()).device
+    bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
+    encoded = [bos + tokenizer.encode(p, add_special_tokens=False) for p in prompts]
+    width = max(len(e) for e in encoded)
+    input_ids = torch.full((len(encoded), width), tokenizer.pad_token_id, dtype=torch.long)
+    attention = torch.zeros_like(input_ids)
+    for row, ids in enumerate(encoded):
+        input_ids[row, width - len(ids) :] = torch.tensor(ids)
+        attention[row, width - len(ids) :] = 1
+    out = model.generate(
+        input_ids=input_ids.to(device),
+        attention_mask=attention.to(device),
+        max_new_tokens=max_new_tokens,
+        do_sample=False,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    texts = []
+    for row in out[:, width:].tolist():
+        if tokenizer.eos_token_id in row:
+            row = row[: row.index(tokenizer.eos_token_id)]
+        texts.append(tokenizer.decode(row, skip_special_tokens=True))
+    return texts
+
+
+def task_accuracy(model: nn.Module, tokenizer: Any, task: Task, instances: list[Instance], max_new_tokens: int,
+                  batch_size: int, keep_examples: int = 5) -> AccuracyResult:
+    was_training = model.training
+    model.eval()
+    correct, examples = 0, []
+    try:
+        for start in range(0, len(instances), batch_size):
+            chunk = instances[start : start + batch_size]
+            responses = generate_greedy(model, tokenizer, [i.prompt for i in chunk], max_new_tokens)
+            for inst, response in zip(chunk, responses, strict=True):
+                score = task.score(inst, response)
+                correct += score.value == 1.0
+                if len(examples) < keep_examples:
+                    examples.append({"prompt": inst.prompt, "response": response, "score": score.value})
+    finally:
+        model.train(was_training)
+    n = len(instances)
+    return AccuracyResult(task.name, n, correct, correct / n if n else 0.0, examples)

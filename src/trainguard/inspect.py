@@ -1,0 +1,45 @@
+"""`trainguard inspect`: a checkpoint's contents, shapes and hash verification, on one screen."""
+
+import json
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from trainguard.engine.checkpoint import MANIFEST, Checkpoint, sha256_file
+from trainguard.errors import CheckpointError
+
+
+def describe_checkpoint(path: Path, console: Console) -> bool:
+    """Print the checkpoint and return whether every file matches its manifest hash."""
+    path = Path(path)
+    if not (path / MANIFEST).is_file():
+        raise CheckpointError(f"{path} has no {MANIFEST}: not a checkpoint, or its write did not finish")
+    manifest = json.loads((path / MANIFEST).read_text())
+    ckpt = Checkpoint(path, manifest)
+    console.print(f"[bold]{path}[/]  step {manifest['step']}  stage {manifest.get('stage')}  "
+                  f"healthy {manifest.get('healthy')}")
+    files = Table("file", "bytes", "sha256", "verified")
+    ok = True
+    for name, meta in sorted(manifest["files"].items()):
+        f = path / name
+        good = f.is_file() and sha256_file(f) == meta["sha256"]
+        ok &= good
+        files.add_row(name, f"{meta['bytes']:,}", meta["sha256"][:16], "[green]ok[/]" if good else "[red]MISMATCH[/]")
+    console.print(files)
+    if not ok:
+        console.print("[red]verification failed[/]: this checkpoint will be skipped on resume")
+        return False
+    for name in manifest["files"]:
+        if name.endswith(".safetensors"):
+            tensors = ckpt.tensors(name.removesuffix(".safetensors"))
+            n = sum(t.numel() for t in tensors.values())
+            console.print(f"{name}: {len(tensors)} tensors, {n:,} values")
+    state = ckpt.json("state")
+    console.print(f"train state: {json.dumps(state['train'])}")
+    console.print(f"data cursor: {json.dumps(state['data'])}")
+    opt = ckpt.object("optimizer")
+    console.print(f"optimizer: {len(opt['state'])} parameter states, {len(opt['param_groups'])} groups, "
+                  f"lr {[g['lr'] for g in opt['param_groups']]}")
+    console.print(f"rng: {', '.join(ckpt.object('rng'))}")
+    return True

@@ -1,0 +1,93 @@
+"""Build the model and tokenizer a stage trains, and export them as a folder Hugging Face can load."""
+
+import copy
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
+
+from trainguard.atomic import fsync_dir, replace_dir
+from trainguard.config import LoraSection, ModelSection, TokenizerSection
+from trainguard.models.presets import preset_config
+from trainguard.models.tokenizer import byte_tokenizer
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def load_tokenizer(model_cfg: ModelSection, tok_cfg: TokenizerSection, model_dir: str | None = None) -> Any:
+    path = tok_cfg.path or model_dir or model_cfg.path
+    if path is None:
+        return byte_tokenizer()
+    tok = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token  # right padding is masked out of the loss, so any id will do
+    return tok
+
+
+def build_model(model_cfg: ModelSection, tokenizer: Any, max_positions: int, seed: int, path: str | None = None) -> nn.Module:
+    """A preset with seeded random init, or the causal LM at `path` (a previous stage's export) or
+    `model_cfg.path`; wrapped with LoRA adapters when configured."""
+    dtype = DTYPES[model_cfg.dtype]
+    source = path or model_cfg.path
+    if source is None:
+        cfg = preset_config(
+            model_cfg.preset or "tiny",
+            vocab_size=len(tokenizer),
+            max_positions=max_positions,
+            bos=tokenizer.bos_token_id,
+            eos=tokenizer.eos_token_id,
+            pad=tokenizer.pad_token_id,
+        )
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model: nn.Module = AutoModelForCausalLM.from_config(cfg, dtype=dtype)
+    else:
+        model = AutoModelForCausalLM.from_pretrained(source, local_files_only=True, dtype=dtype)
+    if model_cfg.lora is not None:
+        model = add_lora(model, model_cfg.lora)
+    return model
+
+
+def add_lora(model: nn.Module, cfg: LoraSection) -> nn.Module:
+    from peft import LoraConfig, get_peft_model
+
+    present = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
+    targets = [m for m in cfg.target_modules if m in present]
+    if not targets:
+        raise ValueError(f"model.lora.target_modules {cfg.target_modules} match no module of the model")
+    lora = LoraConfig(r=cfg.r, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout, target_modules=targets, task_type="CAUSAL_LM")
+    return get_peft_model(model, lora)
+
+
+def is_lora(model: nn.Module) -> bool:
+    return hasattr(model, "peft_config")
+
+
+def merged_copy(model: nn.Module) -> PreTrainedModel:
+    """A plain transformers model with LoRA adapters folded in; the training model is left untouched."""
+    if not is_lora(model):
+        return model  # type: ignore[return-value]
+    return copy.deepcopy(model).merge_and_unload()
+
+
+def export_model(model: nn.Module, tokenizer: Any, out: Path, extra_files: dict[str, str] | None = None) -> None:
+    """Write `out/` atomically: a temporary folder is filled, fsynced, then renamed over any old one."""
+    out = Path(out)
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    tmp.mkdir(parents=True, exist_ok=False)
+    plain = merged_copy(model)
+    plain.save_pretrained(tmp, safe_serialization=True)
+    if is_lora(model):
+        model.save_pretrained(tmp / "adapter")  # the adapter alone, for users who keep the base
+    tokenizer.save_pretrained(tmp)
+    for name, text in (extra_files or {}).items():
+        (tmp / name).write_text(text)
+    for f in tmp.rglob("*"):
+        if f.is_file():
+            with open(f, "rb") as fh:
+                os.fsync(fh.fileno())
+    fsync_dir(tmp)
+    replace_dir(tmp, out)

@@ -1,0 +1,63 @@
+"""The task interface: an instance from an integer id, a prompt, a checkable score, a reference answer."""
+
+import random
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict
+
+from trainguard.registry import Registry
+
+
+class TaskConfig(BaseModel):
+    """Parameters of a task family; each task declares its own subclass beside it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+@dataclass(frozen=True)
+class Instance:
+    id: int
+    prompt: str
+    reference: str
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Score:
+    value: float  # in [0, 1]
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+class Task(ABC):
+    """Deterministic task family: the same id gives the same instance on any machine."""
+
+    name: ClassVar[str]
+    Config: ClassVar[type[TaskConfig]] = TaskConfig
+
+    def __init__(self, config: TaskConfig) -> None:
+        self.config = config
+
+    def rng(self, id: int) -> random.Random:
+        # str seeds are hashed with SHA-512 by `random`, so this is stable across machines and runs.
+        return random.Random(f"{self.name}:{id}")
+
+    @abstractmethod
+    def instance(self, id: int) -> Instance: ...
+
+    @abstractmethod
+    def score(self, instance: Instance, response: str) -> Score: ...
+
+    def record(self, id: int) -> dict[str, Any]:
+        """An SFT record whose completion is the reference answer."""
+        inst = self.instance(id)
+        return {"id": f"{self.name}-{id}", "task": self.name, "prompt": inst.prompt, "completion": inst.reference}
+
+
+TASKS: Registry[type[Task]] = Registry("task")
+
+
+def build_task(name: str, params: dict[str, Any] | None = None) -> Task:
+    cls = TASKS.get(name)
+    return cls(cls.Config.model_validate(params or {}))

@@ -1,0 +1,86 @@
+"""Metric sinks: `log`, `flush` (make durable, before a checkpoint) and `close`, fanned out by one container."""
+
+import csv
+import io
+from pathlib import Path
+from typing import Protocol
+
+from trainguard.atomic import atomic_write_text
+from trainguard.track.store import MetricStore, read_metrics
+
+
+class Sink(Protocol):
+    def log(self, metrics: dict[str, float], step: int, stage: str) -> None: ...
+
+    def flush(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class StoreSink:
+    def __init__(self, store: MetricStore) -> None:
+        self.store = store
+
+    def log(self, metrics: dict[str, float], step: int, stage: str) -> None:
+        self.store.log(metrics, step, stage)
+
+    def flush(self) -> None:
+        self.store.commit()
+
+    def close(self) -> None:
+        self.store.commit()
+
+
+class TensorBoardSink:
+    """Mirror to tb/; `purge_step` drops events a resumed run is about to write again."""
+
+    def __init__(self, log_dir: Path, purge_step: int | None = None) -> None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.writer = SummaryWriter(str(log_dir), purge_step=purge_step)
+
+    def log(self, metrics: dict[str, float], step: int, stage: str) -> None:
+        for key, value in metrics.items():
+            self.writer.add_scalar(key, value, step)
+
+    def flush(self) -> None:
+        self.writer.flush()
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+class Sinks:
+    def __init__(self, sinks: list[Sink]) -> None:
+        self.sinks = sinks
+
+    def log(self, metrics: dict[str, float], step: int, stage: str) -> None:
+        for sink in self.sinks:
+            sink.log(metrics, step, stage)
+
+    def flush(self) -> None:
+        for sink in self.sinks:
+            sink.flush()
+
+    def close(self) -> None:
+        for sink in self.sinks:
+            sink.close()
+
+
+def export_csv(db_path: Path, out: Path) -> int:
+    """Write every metric as one wide CSV row per (stage, step); returns the number of rows."""
+    rows: dict[tuple[str, int], dict[str, float]] = {}
+    times: dict[tuple[str, int], float] = {}
+    keys: list[str] = []
+    for step, stage, key, value, t in read_metrics(db_path):
+        rows.setdefault((stage, step), {})[key] = value
+        times[(stage, step)] = t
+        if key not in keys:
+            keys.append(key)
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(["stage", "step", "time", *keys])
+    for (stage, step), values in rows.items():
+        writer.writerow([stage, step, f"{times[(stage, step)]:.3f}", *(values.get(k, "") for k in keys)])
+    atomic_write_text(Path(out), buf.getvalue())
+    return len(rows)

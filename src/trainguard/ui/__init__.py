@@ -1,0 +1,1 @@
+"""What a person sees: progress bars and end-of-run summaries."""

@@ -1,0 +1,70 @@
+"""A rich progress bar per stage and the one-screen summary printed when a run ends."""
+
+from types import TracebackType
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+
+class StageProgress:
+    """Shows step/total, ETA, loss, lr and throughput; silent when disabled (tests, logs, pipes)."""
+
+    def __init__(self, console: Console, stage: str, total: int, start: int, enabled: bool) -> None:
+        self.enabled = enabled
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[info]}"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=console,
+            disable=not enabled,
+        )
+        self.task = self.progress.add_task(stage, total=total, completed=start, info="")
+
+    def __enter__(self) -> "StageProgress":
+        self.progress.start()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.progress.stop()
+
+    def update(self, step: int, metrics: dict[str, float]) -> None:
+        info = (
+            f"loss {metrics['loss/train']:.4f}  lr {metrics['opt/lr']:.2e}  "
+            f"{metrics['perf/tokens_per_s']:,.0f} tok/s"
+        )
+        self.progress.update(self.task, completed=step, info=info)
+
+
+def progress_enabled(setting: str, console: Console) -> bool:
+    return setting == "on" or (setting == "auto" and console.is_terminal)
+
+
+def summary_table(run_dir: str, stages: list[Any], accuracy: dict[str, Any]) -> Table:
+    """One screen: per stage its steps, time, throughput and losses; then accuracy before -> after."""
+    table = Table(title=f"trainguard run {run_dir}", title_justify="left")
+    for col in ("stage", "steps", "time", "tok/s", "train loss", "eval loss", "eval ppl"):
+        table.add_column(col, justify="right" if col != "stage" else "left")
+    for s in stages:
+        last = s.last
+        table.add_row(
+            s.name,
+            str(s.steps),
+            f"{s.seconds:.1f}s",
+            f"{last.get('perf/tokens_per_s', 0):,.0f}",
+            f"{last.get('loss/train', float('nan')):.4f}",
+            f"{last.get('loss/eval', float('nan')):.4f}",
+            f"{last.get('loss/eval_ppl', float('nan')):.2f}",
+        )
+    if accuracy:
+        before, after = accuracy.get("before"), accuracy.get("after")
+        if before is not None and after is not None:
+            table.caption = (
+                f"held-out {after['task']} accuracy: {before['accuracy']:.1%} -> {after['accuracy']:.1%} "
+                f"(n={after['n']})"
+            )
+    return table
