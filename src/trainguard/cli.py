@@ -19,8 +19,8 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_
                   help="Train language models through multi-stage pipelines that watch themselves.")
 config_app = typer.Typer(no_args_is_help=True, help="Validate a run file or print its JSON schema.")
 app.add_typer(config_app, name="config")
-console = Console()
-err_console = Console(stderr=True)
+console = Console(soft_wrap=True)
+err_console = Console(stderr=True, soft_wrap=True)
 
 SetOption = Annotated[list[str], typer.Option("--set", help="Override a config key: KEY.PATH=VALUE (YAML value).")]
 

@@ -72,12 +72,17 @@ class ModelSection(Section):
     dtype: Literal["float32", "bfloat16", "float16"] = Field("float32", description="Dtype of the weights.")
     lora: LoraSection | None = Field(None, description="Train LoRA adapters (peft) instead of all weights.")
 
+    @field_validator("path")
+    @classmethod
+    def _local_model(cls, path: str | None) -> str | None:
+        if path is not None and not (Path(path) / "config.json").is_file():
+            raise ValueError(f"{path!r} is not a local Hugging Face model folder (no config.json)")
+        return path
+
     @model_validator(mode="after")
     def _one_source(self) -> "ModelSection":
         if (self.preset is None) == (self.path is None):
             raise ValueError("set exactly one of 'preset' (tiny, small, base) or 'path'")
-        if self.path is not None and not (Path(self.path) / "config.json").is_file():
-            raise ValueError(f"path {self.path!r} is not a local Hugging Face model folder (no config.json)")
         return self
 
 

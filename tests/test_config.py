@@ -1,0 +1,98 @@
+"""The run file: defaults filled in, and every bad field named with its allowed values."""
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from trainguard.cli import app
+from trainguard.config import RunConfig, load_config
+from trainguard.errors import ConfigError
+
+runner = CliRunner()
+
+
+def check(path: Path) -> tuple[int, str]:
+    result = runner.invoke(app, ["config", "check", str(path)])
+    return result.exit_code, result.output
+
+
+def test_defaults_are_the_documented_seed_defaults(make_config):
+    cfg = load_config(make_config())
+    stage = cfg.stages[0]
+    assert cfg.stages[0].objective.loss_on == "completion"
+    assert cfg.data.eval_fraction == 0.1
+    defaults = RunConfig.model_fields["stages"].annotation.__args__[0]  # StageSection
+    d = defaults.model_validate({"name": "x", "objective": "sft", "max_steps": 1})
+    assert (d.optimizer.lr, d.schedule.warmup_steps, d.optimizer.weight_decay) == (2e-5, 100, 0.01)
+    assert (d.max_grad_norm, d.schedule.min_lr_ratio) == (1.0, 0.1)
+    assert stage.optimizer.lr == 3e-3
+
+
+def test_lora_defaults_follow_the_seed(make_config):
+    cfg = load_config(make_config(model={"preset": "tiny", "lora": {}}))
+    lora = cfg.model.lora
+    assert (lora.r, lora.alpha, lora.dropout) == (64, 128, 0.05)
+    assert lora.target_modules == ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+def test_check_prints_the_resolved_config(make_config):
+    code, out = check(make_config())
+    assert code == 0
+    assert "min_lr_ratio: 0.1" in out and "loss_on: completion" in out
+
+
+def test_unknown_key_names_the_allowed_keys(make_config):
+    code, out = check(make_config(run={"name": "t", "sede": 3}))
+    assert code == 2
+    assert "run: unknown key 'sede'; allowed: name, seed, out_dir" in out
+    assert "Traceback" not in out
+
+
+def test_bad_values_name_the_field_and_allowed_values(make_config, tmp_path):
+    stage = {"name": "s", "objective": "dpo", "max_steps": "many", "schedule": {"name": "linear"}}
+    code, out = check(make_config(stages=[stage]))
+    assert code == 2
+    assert "stages.0.objective: Input tag 'dpo'" in out and "'sft'" in out
+    assert "stages.0.max_steps: Input should be a valid integer" in out
+    assert "stages.0.schedule.name: Input should be 'cosine' or 'constant'" in out
+
+
+def test_unknown_task_lists_registered_tasks(make_config):
+    code, out = check(make_config(data={"sources": [{"task": "sat9", "n": 3}]}))
+    assert code == 2 and "unknown task 'sat9'; allowed: reverse, sort" in out
+
+
+def test_missing_model_path_is_named(make_config, tmp_path):
+    code, out = check(make_config(model={"preset": None, "path": str(tmp_path / "nope")}))
+    assert code == 2 and "model.path: " in out and "no config.json" in out
+
+
+def test_model_needs_a_preset_or_a_path(make_config):
+    code, out = check(make_config(model={"preset": None}))
+    assert code == 2 and "exactly one of 'preset'" in out
+
+
+def test_malformed_yaml_gives_the_line(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("run:\n  name: x\n  seed: [1, 2\nmodel: {}\n")
+    code, out = check(bad)
+    assert code == 2 and "malformed YAML at line" in out
+
+
+def test_set_overrides_a_nested_key(make_config):
+    cfg = load_config(make_config(), ["stages.0.optimizer.lr=0.5", "run.seed=7"])
+    assert cfg.stages[0].optimizer.lr == 0.5 and cfg.run.seed == 7
+    with pytest.raises(ConfigError, match="no such place"):
+        load_config(make_config(), ["stages.5.max_steps=3"])
+
+
+def test_schema_lists_sections_with_descriptions():
+    result = runner.invoke(app, ["config", "schema"])
+    assert result.exit_code == 0
+    import json
+
+    schema = json.loads(result.output)
+    assert set(schema["properties"]) == {"run", "model", "tokenizer", "data", "stages", "eval", "tracking"}
+    lr = schema["$defs"]["OptimizerSection"]["properties"]["lr"]
+    assert lr["default"] == 2e-5 and "seed default" in lr["description"]
