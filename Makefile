@@ -19,6 +19,7 @@ demo: $(STAMP)
 	$(BIN)/trainguard run examples/quickstart.yaml --overwrite
 
 test: $(STAMP)
+	$(BIN)/ruff check src tests bench
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/python -m pytest -q
 
 test-fast: $(STAMP)

@@ -41,7 +41,9 @@ def test_latest_skips_incomplete_and_corrupt_checkpoints(tmp_path):
     warnings: list[str] = []
     latest = ck.latest(warn=warnings.append)
     assert latest is not None and latest.step == 1
-    assert "step-000003: no manifest" in warnings[0] and "step-000002: model.safetensors: sha256 mismatch" in warnings[1]
+    assert (
+        "step-000003: no manifest" in warnings[0] and "step-000002: model.safetensors: sha256 mismatch" in warnings[1]
+    )
 
 
 def test_leftover_temporary_folders_are_removed(tmp_path):

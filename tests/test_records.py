@@ -24,8 +24,12 @@ def test_bad_rows_are_counted_with_their_first_line(tmp_path):
     records, report = read_jsonl(f)
     assert records == [{"prompt": "a", "completion": "b"}, {"prompt": "c", "completion": "d"}]
     assert report.rows == 7 and report.usable == 2
-    assert report.bad == {"malformed JSON": 2, "missing 'completion'": 1, "not a JSON object": 1,
-                          "'completion' not a string": 1}
+    assert report.bad == {
+        "malformed JSON": 2,
+        "missing 'completion'": 1,
+        "not a JSON object": 1,
+        "'completion' not a string": 1,
+    }
     assert report.first_bad_line["malformed JSON"] == 2
     assert "2 of 7 rows usable; skipped 2 malformed JSON (first at line 2)" in report.summary()
 
@@ -33,7 +37,7 @@ def test_bad_rows_are_counted_with_their_first_line(tmp_path):
 def test_empty_file_stops_with_a_clear_error(tmp_path):
     f = tmp_path / "empty.jsonl"
     f.write_text("\n\n")
-    with pytest.raises(DataError, match="no usable records: .*has no rows"):
+    with pytest.raises(DataError, match=r"no usable records: .*has no rows"):
         read_jsonl(f)
 
 

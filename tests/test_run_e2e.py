@@ -25,27 +25,58 @@ def metric(run: Path, key: str) -> list[tuple[int, float]]:
 
 
 def test_sft_run_fills_the_run_folder_and_learns(make_config, tmp_path):
-    cfg = make_config(eval={"task": "reverse", "n": 16, "max_new_tokens": 8},
-                      stages=[{"name": "sft", "objective": "sft", "max_steps": 30, "batch_size": 16,
-                               "optimizer": {"lr": 3e-3}, "schedule": {"warmup_steps": 3},
-                               "eval_every": 10, "save_every": 10, "save_total_limit": 2}])
+    cfg = make_config(
+        tracking={"tensorboard": True, "progress": "off"},
+        eval={"task": "reverse", "n": 16, "max_new_tokens": 8},
+        stages=[
+            {
+                "name": "sft",
+                "objective": "sft",
+                "max_steps": 30,
+                "batch_size": 16,
+                "optimizer": {"lr": 3e-3},
+                "schedule": {"warmup_steps": 3},
+                "eval_every": 10,
+                "save_every": 10,
+                "save_total_limit": 2,
+            }
+        ],
+    )
     result = invoke("run", str(cfg))
     assert result.exit_code == 0, result.output
     run = tmp_path / "runs" / "t"
-    assert {p.name for p in run.iterdir()} >= {"config.yaml", "manifest.json", "metrics.db", "events.jsonl",
-                                               "checkpoints", "final", "best", "eval"}
+    assert {p.name for p in run.iterdir()} >= {
+        "config.yaml",
+        "manifest.json",
+        "metrics.db",
+        "events.jsonl",
+        "checkpoints",
+        "final",
+        "best",
+        "eval",
+    }
     assert json.loads((run / "manifest.json").read_text())["status"] == "completed"
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step-000020", "step-000030"]
 
     losses = [v for _, v in metric(run, "loss/train")]
     assert len(losses) == 30 and sum(losses[-5:]) / 5 < 0.7 * sum(losses[:5]) / 5
     assert [s for s, _ in metric(run, "loss/eval")] == [10, 20, 30]
-    for key in ("opt/lr", "grad/norm", "grad/max", "grad/nan_count", "grad/inf_count", "weights/norm",
-                "weights/update_ratio", "perf/tokens_per_s", "perf/step_time_s"):
+    for key in (
+        "opt/lr",
+        "grad/norm",
+        "grad/max",
+        "grad/nan_count",
+        "grad/inf_count",
+        "weights/norm",
+        "weights/update_ratio",
+        "perf/tokens_per_s",
+        "perf/step_time_s",
+    ):
         assert len(metric(run, key)) == 30, key
     assert all(v == 0 for _, v in metric(run, "grad/nan_count"))
     lr = [v for _, v in metric(run, "opt/lr")]
     assert lr[0] == 1e-3 and abs(lr[2] - 3e-3) < 1e-12 and abs(lr[-1] - 3e-4) < 1e-12
+    assert list((run / "tb").glob("events.out.tfevents.*"))
     with sqlite3.connect(run / "metrics.db") as db:
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 

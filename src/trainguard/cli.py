@@ -15,8 +15,12 @@ from rich.console import Console
 
 from trainguard.errors import TrainguardError
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
-                  help="Train language models through multi-stage pipelines that watch themselves.")
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    help="Train language models through multi-stage pipelines that watch themselves.",
+)
 config_app = typer.Typer(no_args_is_help=True, help="Validate a run file or print its JSON schema.")
 app.add_typer(config_app, name="config")
 console = Console(soft_wrap=True)
@@ -47,12 +51,17 @@ def config_diff(a: Any, b: Any, prefix: str = "") -> list[str]:
     return [] if a == b else [prefix.rstrip(".")]
 
 
-def execute(cfg: Any, run: Any, resume: bool) -> None:
+def prepare(cfg: Any) -> Any:
     from trainguard.engine.pipeline import Pipeline
 
+    return Pipeline(cfg, console)
+
+
+def execute(pipeline: Any, run: Any, resume: bool) -> None:
     status = "failed"
     try:
-        Pipeline(cfg, run, console).run_all(resume=resume)
+        pipeline.attach(run)
+        pipeline.run_all(resume=resume)
         status = "completed"
     except KeyboardInterrupt:
         status = "interrupted"
@@ -79,41 +88,45 @@ def run(
         quiet_libraries()
         cfg = load_config(config, set_)
         if resume and (cfg.run_dir / "manifest.json").is_file():
-            run_dir = RunDir.reopen(cfg.run_dir)
-            saved = load_config(run_dir.config_path)
+            saved = load_config(cfg.run_dir / "config.yaml")
             changed = config_diff(saved.model_dump(mode="json"), cfg.model_dump(mode="json"))
             if changed:
-                run_dir.close()
                 raise TrainguardError(
-                    f"{config} differs from {run_dir.config_path} at {', '.join(changed)}; "
+                    f"{config} differs from {cfg.run_dir / 'config.yaml'} at {', '.join(changed)}; "
                     "resume needs the same config (or use --overwrite to start over)"
                 )
-            _resume(run_dir)
+            _resume(cfg.run_dir)
         else:
-            execute(cfg, RunDir.create(cfg, overwrite), resume=False)
+            RunDir.check_new(cfg, overwrite)
+            pipeline = prepare(cfg)
+            execute(pipeline, RunDir.create(cfg, overwrite), resume=False)
     except TrainguardError as err:
         fail(err)
 
 
-def _resume(run_dir: Any) -> None:
+def _resume(path: Path) -> None:
     from trainguard.config import load_config
+    from trainguard.run import RunDir
 
-    cfg = load_config(run_dir.config_path)
-    if run_dir.manifest().get("status") == "completed":
-        console.print(f"{run_dir.path} is already complete; nothing to do")
+    run_dir = RunDir.reopen(path)
+    try:
+        if run_dir.manifest().get("status") == "completed":
+            console.print(f"{run_dir.path} is already complete; nothing to do")
+            run_dir.close()
+            return
+        pipeline = prepare(load_config(run_dir.config_path))
+    except BaseException:
         run_dir.close()
-        return
-    execute(cfg, run_dir, resume=True)
+        raise
+    execute(pipeline, run_dir, resume=True)
 
 
 @app.command()
 def resume(run_dir: Annotated[Path, typer.Argument(help="Run folder to continue.")]) -> None:
     """Continue a run from its newest complete checkpoint (same as `run CONFIG --resume`)."""
-    from trainguard.run import RunDir
-
     try:
         quiet_libraries()
-        _resume(RunDir.reopen(run_dir))
+        _resume(run_dir)
     except TrainguardError as err:
         fail(err)
 
@@ -157,7 +170,9 @@ def export(
 
 
 @app.command()
-def inspect(checkpoint: Annotated[Path, typer.Argument(help="Checkpoint folder (runs/NAME/checkpoints/step-N).")]) -> None:
+def inspect(
+    checkpoint: Annotated[Path, typer.Argument(help="Checkpoint folder (runs/NAME/checkpoints/step-N).")],
+) -> None:
     """Show what a checkpoint holds and verify every file's sha256."""
     from trainguard.inspect import describe_checkpoint
 

@@ -45,7 +45,9 @@ class RunSection(Section):
     seed: int = Field(0, description="Seeds model init, data order and every RNG; saved and restored on resume.")
     out_dir: Path = Field(Path("runs"), description="Parent folder of run folders.")
     threads: int | None = Field(
-        None, ge=1, description="torch intra-op threads (default: torch's). Resume is bit-exact only with the same count."
+        None,
+        ge=1,
+        description="torch intra-op threads (default: torch's). Resume is bit-exact only with the same count.",
     )
     deterministic: bool = Field(True, description="Ask torch for deterministic kernels (exact resume on one device).")
     mixed_precision: Literal["auto", "no", "bf16", "fp16"] = Field(
@@ -55,7 +57,9 @@ class RunSection(Section):
 
 class LoraSection(Section):
     r: int = Field(64, ge=1, description="LoRA rank (seed default 64).")
-    alpha: float = Field(128, gt=0, description="LoRA scaling numerator: updates scale by alpha / r (seed default 128).")
+    alpha: float = Field(
+        128, gt=0, description="LoRA scaling numerator: updates scale by alpha / r (seed default 128)."
+    )
     dropout: float = Field(0.05, ge=0, lt=1, description="Dropout on the LoRA input (seed default 0.05).")
     target_modules: list[str] = Field(
         ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
@@ -126,7 +130,9 @@ class DataSection(Section):
     sources: list[DataSource] = Field(
         min_length=1, description="Record sources, concatenated: {task, n, start, params} or {path}."
     )
-    eval_fraction: float = Field(0.1, ge=0, lt=1, description="Share of records held out for eval loss (default 90/10).")
+    eval_fraction: float = Field(
+        0.1, ge=0, lt=1, description="Share of records held out for eval loss (default 90/10)."
+    )
 
 
 class OptimizerSection(Section):

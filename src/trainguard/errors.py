@@ -21,3 +21,7 @@ class RunDirError(TrainguardError):
 
 class CheckpointError(TrainguardError):
     """A checkpoint could not be written, or none on disk is complete and intact."""
+
+
+class ExportError(TrainguardError):
+    """An exported model folder could not be written (a full disk, a read-only folder)."""

@@ -17,8 +17,9 @@ def describe_checkpoint(path: Path, console: Console) -> bool:
         raise CheckpointError(f"{path} has no {MANIFEST}: not a checkpoint, or its write did not finish")
     manifest = json.loads((path / MANIFEST).read_text())
     ckpt = Checkpoint(path, manifest)
-    console.print(f"[bold]{path}[/]  step {manifest['step']}  stage {manifest.get('stage')}  "
-                  f"healthy {manifest.get('healthy')}")
+    console.print(
+        f"[bold]{path}[/]  step {manifest['step']}  stage {manifest.get('stage')}  healthy {manifest.get('healthy')}"
+    )
     files = Table("file", "bytes", "sha256", "verified")
     ok = True
     for name, meta in sorted(manifest["files"].items()):
@@ -39,7 +40,9 @@ def describe_checkpoint(path: Path, console: Console) -> bool:
     console.print(f"train state: {json.dumps(state['train'])}")
     console.print(f"data cursor: {json.dumps(state['data'])}")
     opt = ckpt.object("optimizer")
-    console.print(f"optimizer: {len(opt['state'])} parameter states, {len(opt['param_groups'])} groups, "
-                  f"lr {[g['lr'] for g in opt['param_groups']]}")
+    console.print(
+        f"optimizer: {len(opt['state'])} parameter states, {len(opt['param_groups'])} groups, "
+        f"lr {[g['lr'] for g in opt['param_groups']]}"
+    )
     console.print(f"rng: {', '.join(ckpt.object('rng'))}")
     return True

@@ -53,27 +53,36 @@ class RunDir:
         return self.final if last else self.path / "exports" / name
 
     # -- opening ---------------------------------------------------------------------------------------
+    @staticmethod
+    def check_new(cfg: RunConfig, overwrite: bool) -> None:
+        """Fail early (before data and model loading) when the run folder cannot be made."""
+        check_writable(cfg.run.out_dir)
+        path = cfg.run_dir
+        if path.exists() and any(path.iterdir()) and not overwrite:
+            raise RunDirError(f"run folder {path} already exists; pass --resume to continue it or --overwrite")
+
     @classmethod
     def create(cls, cfg: RunConfig, overwrite: bool) -> "RunDir":
         run = cls(cfg.run_dir)
-        check_writable(cfg.run.out_dir)
-        if run.path.exists() and any(run.path.iterdir()) and not overwrite:
-            raise RunDirError(f"run folder {run.path} already exists; pass --resume to continue it or --overwrite")
+        cls.check_new(cfg, overwrite)
         run._lock()
         if run.path.exists():
             shutil.rmtree(run.path)
         run.path.mkdir(parents=True)
         atomic_write_text(run.config_path, cfg.to_yaml())
-        atomic_write_json(run.manifest_path, {
-            "name": cfg.run.name,
-            "seed": cfg.run.seed,
-            "versions": versions(),
-            "host": socket.gethostname(),
-            "argv": sys.argv,
-            "started": time.time(),
-            "status": "running",
-            "resumes": [],
-        })
+        atomic_write_json(
+            run.manifest_path,
+            {
+                "name": cfg.run.name,
+                "seed": cfg.run.seed,
+                "versions": versions(),
+                "host": socket.gethostname(),
+                "argv": sys.argv,
+                "started": time.time(),
+                "status": "running",
+                "resumes": [],
+            },
+        )
         run._open_store()
         return run
 
@@ -108,13 +117,27 @@ class RunDir:
         manifest.update(fields)
         atomic_write_json(self.manifest_path, manifest)
 
-    def event(self, kind: str, message: str, step: int | None = None, stage: str | None = None,
-              severity: str = "info", **data: Any) -> None:
+    def event(
+        self,
+        kind: str,
+        message: str,
+        step: int | None = None,
+        stage: str | None = None,
+        severity: str = "info",
+        **data: Any,
+    ) -> None:
         """Record an event in metrics.db and events.jsonl (one JSON object per line, appended)."""
         assert self.store is not None
         self.store.event(kind, message, step, stage, severity, data)
-        line = {"time": time.time(), "step": step, "stage": stage, "kind": kind, "severity": severity,
-                "message": message, **data}
+        line = {
+            "time": time.time(),
+            "step": step,
+            "stage": stage,
+            "kind": kind,
+            "severity": severity,
+            "message": message,
+            **data,
+        }
         with open(self.events_path, "a", encoding="utf-8") as f:
             f.write(json.dumps(line) + "\n")
 

@@ -23,7 +23,9 @@ class TokenBatch:
         return int(self.token_mask.sum())
 
     def to(self, device: torch.device) -> "TokenBatch":
-        return TokenBatch(*(t.to(device, non_blocking=True) for t in (self.input_ids, self.token_mask, self.completion_mask)))
+        return TokenBatch(
+            *(t.to(device, non_blocking=True) for t in (self.input_ids, self.token_mask, self.completion_mask))
+        )
 
 
 def tokenize_record(tokenizer: Any, record: dict[str, str], max_length: int) -> tuple[TokenizedExample, bool]:

@@ -38,7 +38,7 @@ def load_records(cfg: DataSection, seed: int) -> RecordSet:
         records.extend(rows)
         reports.append(report)
     order = torch.randperm(len(records), generator=torch.Generator().manual_seed(seed)).tolist()
-    n_eval = int(round(len(records) * cfg.eval_fraction))
+    n_eval = round(len(records) * cfg.eval_fraction)
     if cfg.eval_fraction > 0 and len(records) > 1:
         n_eval = min(max(n_eval, 1), len(records) - 1)
     eval_set = [records[i] for i in order[:n_eval]]

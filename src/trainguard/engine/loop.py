@@ -203,7 +203,7 @@ class Engine:
         for key, module in self.modules.items():
             module = self.accelerator.unwrap_model(module)
             tensors = ckpt.tensors(key)
-            missing, unexpected = module.load_state_dict(tensors, strict=not is_lora(module))
+            _, unexpected = module.load_state_dict(tensors, strict=not is_lora(module))
             if unexpected:
                 raise RuntimeError(f"checkpoint {ckpt.path.name} has unknown tensors for {key}: {unexpected[:3]}")
         self.optimizer.load_state_dict(ckpt.object("optimizer"))

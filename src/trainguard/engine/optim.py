@@ -8,7 +8,10 @@ from trainguard.config import OptimizerSection
 
 def trainable_parameters(modules: dict[str, nn.Module]) -> list[tuple[str, nn.Parameter]]:
     return [
-        (f"{key}.{name}", p) for key, module in modules.items() for name, p in module.named_parameters() if p.requires_grad
+        (f"{key}.{name}", p)
+        for key, module in modules.items()
+        for name, p in module.named_parameters()
+        if p.requires_grad
     ]
 
 

@@ -54,30 +54,36 @@ def stage_steps(stage: StageSection, n_train: int) -> int:
 class Pipeline:
     """Builds each stage's pieces from the config and runs them; resumes from the newest checkpoint."""
 
-    def __init__(self, cfg: RunConfig, run: RunDir, console: Console) -> None:
-        self.cfg, self.run, self.console = cfg, run, console
+    def __init__(self, cfg: RunConfig, console: Console) -> None:
+        """Load the tokenizer and the data first: bad data stops here, before any run folder is made."""
+        self.cfg, self.console = cfg, console
         self.accelerator = configure_torch(cfg.run)
         seed_everything(cfg.run.seed)
         self.tokenizer = load_tokenizer(cfg.model, cfg.tokenizer)
         self.state = TrainState()
-        self.checkpointer = Checkpointer(run.checkpoints)
         self._load_data()
 
     def _load_data(self) -> None:
         records = load_records(self.cfg.data, self.cfg.run.seed)
+        self.data_notes: list[tuple[str, str, dict[str, Any]]] = []
         for report in records.reports:
-            severity = "warning" if report.bad else "info"
-            self.run.event("data", report.summary(), severity=severity, bad=dict(report.bad))
-            if report.bad:
-                self.console.print(f"[yellow]warning:[/] {report.summary()}")
+            self.data_notes.append(("warning" if report.bad else "info", report.summary(), {"bad": dict(report.bad)}))
         max_len = self.cfg.tokenizer.max_length
         self.train_examples, cut = tokenize_all(records.train, self.tokenizer, max_len)
         self.eval_examples, cut_eval = tokenize_all(records.eval, self.tokenizer, max_len)
         if cut + cut_eval:
             msg = f"{cut + cut_eval} records truncated to tokenizer.max_length={max_len}"
-            self.run.event("data", msg, severity="warning")
-            self.console.print(f"[yellow]warning:[/] {msg}")
+            self.data_notes.append(("warning", msg, {"truncated": cut + cut_eval}))
         self.train_prompts = {r["prompt"] for r in records.train}
+
+    def attach(self, run: RunDir) -> None:
+        """Bind the run folder: data notes go to its event log, checkpoints to its checkpoints/."""
+        self.run = run
+        self.checkpointer = Checkpointer(run.checkpoints)
+        for severity, message, data in self.data_notes:
+            run.event("data", message, severity=severity, **data)
+            if severity != "info":
+                self.console.print(f"[yellow]warning:[/] {message}")
 
     def event(self, kind: str, message: str, severity: str = "info", stage: str | None = None, **data: Any) -> None:
         self.run.event(kind, message, self.state.global_step, stage, severity, **data)
@@ -98,8 +104,7 @@ class Pipeline:
         if latest is not None:
             self.state.load_state_dict(latest.json("state")["train"])
             self.console.print(f"resuming from {latest.path.name} (stage {latest.manifest['stage']})")
-        self.event("resume", f"resumed from {latest.path.name if latest else 'the start'}",
-                   dropped_metric_rows=dropped)
+        self.event("resume", f"resumed from {latest.path.name if latest else 'the start'}", dropped_metric_rows=dropped)
         return latest
 
     # -- stages ----------------------------------------------------------------------------------------
@@ -123,25 +128,42 @@ class Pipeline:
         self.console.print(summary_table(str(self.run.path), result.stages, result.accuracy))
         return result
 
-    def run_stage(self, index: int, stage: StageSection, ckpt: Checkpoint | None, result: PipelineResult) -> StageResult:
+    def run_stage(
+        self, index: int, stage: StageSection, ckpt: Checkpoint | None, result: PipelineResult
+    ) -> StageResult:
         last = index == len(self.cfg.stages) - 1
         previous = self.run.stage_export(index - 1, self.cfg.stages[index - 1].name, False) if index else None
-        model = build_model(self.cfg.model, self.tokenizer, self.cfg.tokenizer.max_length, self.cfg.run.seed,
-                            path=str(previous) if previous else None)
+        model = build_model(
+            self.cfg.model,
+            self.tokenizer,
+            self.cfg.tokenizer.max_length,
+            self.cfg.run.seed,
+            path=str(previous) if previous else None,
+        )
         if index == 0:
             result.accuracy["before"] = self.measure_accuracy("before", model)
         objective = OBJECTIVES.get(stage.objective.name)(stage.objective)
         modules = {"model": model, **objective.trainable_modules()}
         optimizer = build_optimizer(trainable_parameters(modules), stage.optimizer)
         model, optimizer = self.accelerator.prepare(model, optimizer)
-        source = SFTSource(self.train_examples, stage.batch_size, self.cfg.run.seed + index, self.tokenizer.pad_token_id)
+        source = SFTSource(
+            self.train_examples, stage.batch_size, self.cfg.run.seed + index, self.tokenizer.pad_token_id
+        )
         total = stage_steps(stage, len(self.train_examples))
         self.checkpointer.keep = stage.save_total_limit
         engine = Engine(
-            stage=stage, stage_index=index, model=model, objective=objective, source=source,
+            stage=stage,
+            stage_index=index,
+            model=model,
+            objective=objective,
+            source=source,
             eval_batches=eval_batches(self.eval_examples, stage.batch_size, self.tokenizer.pad_token_id),
-            optimizer=optimizer, accelerator=self.accelerator, state=self.state, total_steps=total,
-            sinks=self.sinks, checkpointer=self.checkpointer,
+            optimizer=optimizer,
+            accelerator=self.accelerator,
+            state=self.state,
+            total_steps=total,
+            sinks=self.sinks,
+            checkpointer=self.checkpointer,
             event=lambda kind, msg, **data: self.event(kind, msg, stage=stage.name, **data),
             on_best=lambda: export_model(model, self.tokenizer, self.run.best),
             checkpoint_meta={"config": self.cfg.model_dump(mode="json")},
@@ -174,10 +196,15 @@ class Pipeline:
         acc = task_accuracy(model, self.tokenizer, task, instances, ev.max_new_tokens, ev.batch_size).to_dict()
         self.run.eval_dir.mkdir(exist_ok=True)
         atomic_write_json(path, acc)
-        self.event("accuracy", f"{when}: {task.name} accuracy {acc['accuracy']:.1%} on {acc['n']} held-out",
-                   accuracy=acc["accuracy"], when=when)
-        self.console.print(f"held-out {task.name} accuracy {when} training: {acc['accuracy']:.1%} "
-                           f"({acc['correct']}/{acc['n']})")
+        self.event(
+            "accuracy",
+            f"{when}: {task.name} accuracy {acc['accuracy']:.1%} on {acc['n']} held-out",
+            accuracy=acc["accuracy"],
+            when=when,
+        )
+        self.console.print(
+            f"held-out {task.name} accuracy {when} training: {acc['accuracy']:.1%} ({acc['correct']}/{acc['n']})"
+        )
         return acc
 
     def _task_params(self, task: str) -> dict[str, Any]:

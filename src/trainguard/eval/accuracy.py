@@ -63,8 +63,15 @@ def generate_greedy(model: nn.Module, tokenizer: Any, prompts: list[str], max_ne
     return texts
 
 
-def task_accuracy(model: nn.Module, tokenizer: Any, task: Task, instances: list[Instance], max_new_tokens: int,
-                  batch_size: int, keep_examples: int = 5) -> AccuracyResult:
+def task_accuracy(
+    model: nn.Module,
+    tokenizer: Any,
+    task: Task,
+    instances: list[Instance],
+    max_new_tokens: int,
+    batch_size: int,
+    keep_examples: int = 5,
+) -> AccuracyResult:
     was_training = model.training
     model.eval()
     correct, examples = 0, []

@@ -2,6 +2,7 @@
 
 import copy
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 
 from trainguard.atomic import fsync_dir, replace_dir
 from trainguard.config import LoraSection, ModelSection, TokenizerSection
+from trainguard.errors import ExportError
 from trainguard.models.presets import preset_config
 from trainguard.models.tokenizer import byte_tokenizer
 
@@ -27,7 +29,9 @@ def load_tokenizer(model_cfg: ModelSection, tok_cfg: TokenizerSection, model_dir
     return tok
 
 
-def build_model(model_cfg: ModelSection, tokenizer: Any, max_positions: int, seed: int, path: str | None = None) -> nn.Module:
+def build_model(
+    model_cfg: ModelSection, tokenizer: Any, max_positions: int, seed: int, path: str | None = None
+) -> nn.Module:
     """A preset with seeded random init, or the causal LM at `path` (a previous stage's export) or
     `model_cfg.path`; wrapped with LoRA adapters when configured."""
     dtype = DTYPES[model_cfg.dtype]
@@ -58,7 +62,9 @@ def add_lora(model: nn.Module, cfg: LoraSection) -> nn.Module:
     targets = [m for m in cfg.target_modules if m in present]
     if not targets:
         raise ValueError(f"model.lora.target_modules {cfg.target_modules} match no module of the model")
-    lora = LoraConfig(r=cfg.r, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout, target_modules=targets, task_type="CAUSAL_LM")
+    lora = LoraConfig(
+        r=cfg.r, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout, target_modules=targets, task_type="CAUSAL_LM"
+    )
     return get_peft_model(model, lora)
 
 
@@ -77,17 +83,22 @@ def export_model(model: nn.Module, tokenizer: Any, out: Path, extra_files: dict[
     """Write `out/` atomically: a temporary folder is filled, fsynced, then renamed over any old one."""
     out = Path(out)
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    tmp.mkdir(parents=True, exist_ok=False)
-    plain = merged_copy(model)
-    plain.save_pretrained(tmp, safe_serialization=True)
-    if is_lora(model):
-        model.save_pretrained(tmp / "adapter")  # the adapter alone, for users who keep the base
-    tokenizer.save_pretrained(tmp)
-    for name, text in (extra_files or {}).items():
-        (tmp / name).write_text(text)
-    for f in tmp.rglob("*"):
-        if f.is_file():
-            with open(f, "rb") as fh:
-                os.fsync(fh.fileno())
-    fsync_dir(tmp)
-    replace_dir(tmp, out)
+    try:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir(parents=True)
+        merged_copy(model).save_pretrained(tmp, safe_serialization=True)
+        if is_lora(model):
+            model.save_pretrained(tmp / "adapter")  # the adapter alone, for users who keep the base
+        tokenizer.save_pretrained(tmp)
+        for name, text in (extra_files or {}).items():
+            (tmp / name).write_text(text)
+        for f in tmp.rglob("*"):
+            if f.is_file():
+                with open(f, "rb") as fh:
+                    os.fsync(fh.fileno())
+        fsync_dir(tmp)
+        replace_dir(tmp, out)
+    except OSError as err:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise ExportError(f"could not export the model to {out}: {err.strerror or err}") from None

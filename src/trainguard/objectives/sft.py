@@ -27,9 +27,7 @@ def target_mask(batch: TokenBatch, loss_on: str) -> torch.Tensor:
 def token_cross_entropy_sum(logits: torch.Tensor, input_ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Sum of -log p(x_t | x_<t) over masked targets. logits (B, T, V); input_ids, mask (B, T)."""
     targets = input_ids[:, 1:].masked_fill(~mask[:, 1:], -100)  # (B, T-1)
-    return F.cross_entropy(
-        logits[:, :-1].flatten(0, 1).float(), targets.flatten(), ignore_index=-100, reduction="sum"
-    )
+    return F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), targets.flatten(), ignore_index=-100, reduction="sum")
 
 
 @OBJECTIVES.register("sft")

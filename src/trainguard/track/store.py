@@ -34,8 +34,15 @@ class MetricStore:
             [(step, stage, k, float(v), now) for k, v in metrics.items()],
         )
 
-    def event(self, kind: str, message: str, step: int | None, stage: str | None, severity: str = "info",
-              data: dict[str, Any] | None = None) -> None:
+    def event(
+        self,
+        kind: str,
+        message: str,
+        step: int | None,
+        stage: str | None,
+        severity: str = "info",
+        data: dict[str, Any] | None = None,
+    ) -> None:
         self.db.execute(
             "INSERT INTO events (step, stage, kind, severity, message, data, time) VALUES (?, ?, ?, ?, ?, ?, ?)",
             (step, stage, kind, severity, message, json.dumps(data or {}), time.time()),

@@ -29,13 +29,14 @@ class StageProgress:
         self.progress.start()
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.progress.stop()
 
     def update(self, step: int, metrics: dict[str, float]) -> None:
         info = (
-            f"loss {metrics['loss/train']:.4f}  lr {metrics['opt/lr']:.2e}  "
-            f"{metrics['perf/tokens_per_s']:,.0f} tok/s"
+            f"loss {metrics['loss/train']:.4f}  lr {metrics['opt/lr']:.2e}  {metrics['perf/tokens_per_s']:,.0f} tok/s"
         )
         self.progress.update(self.task, completed=step, info=info)
 

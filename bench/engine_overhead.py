@@ -1,0 +1,226 @@
+"""SFT step time: trainguard's engine vs a hand-written PyTorch loop vs transformers' Trainer.
+
+Same tiny model init, same batches, same AdamW, same schedule, same seed. trainguard and the hand loop
+run interleaved step by step in this one process (so both see the same machine load); the Trainer runs
+after them. trainguard's time includes everything its loop does per step: the metrics (grad norm/max,
+weight norm, update ratio) and the SQLite write. Run: `make bench` or `python bench/engine_overhead.py`.
+"""
+
+import argparse
+import copy
+import json
+import math
+import os
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from accelerate import Accelerator
+
+from trainguard.config import ModelSection, OptimizerSection, StageSection
+from trainguard.data.sources import SFTSource, tokenize_all
+from trainguard.engine.checkpoint import Checkpointer
+from trainguard.engine.loop import Engine
+from trainguard.engine.optim import build_optimizer, trainable_parameters
+from trainguard.engine.schedule import lr_at
+from trainguard.engine.state import TrainState
+from trainguard.models.loading import build_model
+from trainguard.models.tokenizer import byte_tokenizer
+from trainguard.objectives.sft import SFTConfig, SFTObjective
+from trainguard.tasks import build_task
+from trainguard.track.sinks import Sinks, StoreSink
+from trainguard.track.store import MetricStore
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.machine()
+
+
+LR, WARMUP, MIN_RATIO, CLIP = 3e-3, 5, 0.1, 1.0
+
+
+def hand_step(model, optimizer, batch, step: int, total: int) -> float:
+    """What one writes by hand: forward, completion-only CE, backward, clip, AdamW step."""
+    ids = batch.input_ids
+    targets = ids[:, 1:].masked_fill(~batch.completion_mask[:, 1:], -100)
+    logits = model(input_ids=ids).logits
+    loss = (
+        F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), targets.flatten(), ignore_index=-100, reduction="sum")
+        / (targets != -100).sum()
+    )
+    loss.backward()
+    for g in optimizer.param_groups:
+        g["lr"] = lr_at(step, LR, total, WARMUP, MIN_RATIO)
+    torch.nn.utils.clip_grad_norm_(model.parameters(), CLIP)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return loss.item()
+
+
+def trainer_step_times(model, batches, total: int) -> tuple[list[float], list[float]]:
+    from transformers import Trainer, TrainerCallback, TrainingArguments
+
+    class Batches(torch.utils.data.Dataset):
+        def __len__(self):
+            return len(batches)
+
+        def __getitem__(self, i):
+            b = batches[i]
+            return {"input_ids": b.input_ids, "labels": b.input_ids.masked_fill(~b.completion_mask, -100)}
+
+    class InOrder(Trainer):
+        def _get_train_sampler(self, train_dataset=None):
+            return torch.utils.data.SequentialSampler(self.train_dataset)
+
+    class Clock(TrainerCallback):
+        def __init__(self):
+            self.times, self.t0 = [], 0.0
+
+        def on_step_begin(self, args, state, control, **kw):
+            self.t0 = time.perf_counter()
+
+        def on_step_end(self, args, state, control, **kw):
+            self.times.append(time.perf_counter() - self.t0)
+
+    clock = Clock()
+    with tempfile.TemporaryDirectory() as out:
+        args = TrainingArguments(
+            output_dir=out,
+            max_steps=total,
+            per_device_train_batch_size=1,
+            learning_rate=LR,
+            weight_decay=0.01,
+            lr_scheduler_type="cosine_with_min_lr",
+            lr_scheduler_kwargs={"min_lr_rate": MIN_RATIO},
+            warmup_steps=WARMUP,
+            max_grad_norm=CLIP,
+            logging_steps=10**9,
+            save_strategy="no",
+            report_to=[],
+            use_cpu=True,
+            dataloader_num_workers=0,
+            disable_tqdm=True,
+            optim="adamw_torch",
+            seed=0,
+        )
+        trainer = InOrder(
+            model=model, args=args, train_dataset=Batches(), data_collator=lambda items: items[0], callbacks=[clock]
+        )
+        trainer.train()
+    return clock.times, []
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--steps", type=int, default=50, help="timed steps (losses compared over these)")
+    ap.add_argument("--warmup", type=int, default=5, help="untimed steps first")
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--out", type=Path, help="write the numbers as JSON here")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    total = args.steps + args.warmup
+
+    tok = byte_tokenizer()
+    task = build_task("reverse", {"min_len": 3, "max_len": 8})
+    examples, _ = tokenize_all([task.record(i) for i in range(4000)], tok, 64)
+    init = build_model(ModelSection(preset="tiny"), tok, 64, seed=0)
+    n_params = sum(p.numel() for p in init.parameters())
+    src = SFTSource(examples, args.batch_size, 0, tok.pad_token_id)
+    batches = [src.next_batch() for _ in range(total)]
+
+    # trainguard: the real Engine, with its metrics and the SQLite store.
+    stage = StageSection(
+        name="bench",
+        objective="sft",
+        max_steps=total,
+        batch_size=args.batch_size,
+        optimizer=OptimizerSection(lr=LR),
+        schedule={"warmup_steps": WARMUP, "min_lr_ratio": MIN_RATIO},
+        max_grad_norm=CLIP,
+    )
+    tg_model = copy.deepcopy(init)
+    accelerator = Accelerator(cpu=True)
+    tg_opt = build_optimizer(trainable_parameters({"model": tg_model}), stage.optimizer)
+    tg_model, tg_opt = accelerator.prepare(tg_model, tg_opt)
+    tmp = Path(tempfile.mkdtemp())
+    store = MetricStore(tmp / "metrics.db")
+    engine = Engine(
+        stage=stage,
+        stage_index=0,
+        model=tg_model,
+        objective=SFTObjective(SFTConfig()),
+        source=SFTSource(examples, args.batch_size, 0, tok.pad_token_id),
+        eval_batches=[],
+        optimizer=tg_opt,
+        accelerator=accelerator,
+        state=TrainState(),
+        total_steps=total,
+        sinks=Sinks([StoreSink(store)]),
+        checkpointer=Checkpointer(tmp / "ck"),
+        event=lambda *a, **k: None,
+    )
+    tg_model.train()
+
+    hand_model = copy.deepcopy(init)
+    hand_model.train()
+    hand_opt = build_optimizer(trainable_parameters({"model": hand_model}), OptimizerSection(lr=LR))
+
+    tg_times, hand_times, tg_losses, hand_losses = [], [], [], []
+    for step in range(total):
+        order = (0, 1) if step % 2 == 0 else (1, 0)  # alternate who goes first
+        for who in order:
+            t0 = time.perf_counter()
+            if who == 0:
+                m = engine.train_step()
+                engine.state.stage_step += 1
+                engine.state.global_step += 1
+                engine.log(m)
+                loss = m["loss/train"]
+            else:
+                loss = hand_step(hand_model, hand_opt, batches[step], step, total)
+            dt = time.perf_counter() - t0
+            if step >= args.warmup:
+                (tg_times if who == 0 else hand_times).append(dt)
+                (tg_losses if who == 0 else hand_losses).append(loss)
+    store.close()
+
+    hf_times, _ = trainer_step_times(copy.deepcopy(init), batches, total)
+    hf_times = hf_times[args.warmup :]
+
+    med = {
+        name: statistics.median(t)
+        for name, t in (("trainguard", tg_times), ("hand", hand_times), ("hf_trainer", hf_times))
+    }
+    max_diff = max(abs(a - b) for a, b in zip(tg_losses, hand_losses, strict=True))
+    result = {
+        "machine": f"{cpu_name()}, {os.cpu_count()} cores, {torch.get_num_threads()} torch thread(s)",
+        "torch": torch.__version__,
+        "model_params": n_params,
+        "batch": f"{args.batch_size} x ~{statistics.mean(b.input_ids.shape[1] for b in batches):.0f} tokens",
+        "timed_steps": args.steps,
+        "median_step_ms": {k: round(v * 1e3, 2) for k, v in med.items()},
+        "ratio_vs_hand": round(med["trainguard"] / med["hand"], 3),
+        "ratio_vs_hf_trainer": round(med["trainguard"] / med["hf_trainer"], 3),
+        "loss_max_abs_diff_vs_hand": max_diff,
+        "losses_equal": max_diff == 0.0,
+        "first_last_loss": [round(tg_losses[0], 4), round(tg_losses[-1], 4)],
+    }
+    print(json.dumps(result, indent=2))
+    if args.out:
+        args.out.write_text(json.dumps(result, indent=2) + "\n")
+    assert math.isfinite(result["ratio_vs_hand"])
+
+
+if __name__ == "__main__":
+    main()
