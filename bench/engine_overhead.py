@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from accelerate import Accelerator
 
 from trainguard.config import ModelSection, OptimizerSection, StageSection
+from trainguard.data.batches import collate
 from trainguard.data.sources import SFTSource, tokenize_all
 from trainguard.engine.checkpoint import Checkpointer
 from trainguard.engine.loop import Engine
@@ -47,10 +48,12 @@ def cpu_name() -> str:
 
 
 LR, WARMUP, MIN_RATIO, CLIP = 3e-3, 5, 0.1, 1.0
+PAD = 256
 
 
-def hand_step(model, optimizer, batch, step: int, total: int) -> float:
-    """What one writes by hand: forward, completion-only CE, backward, clip, AdamW step."""
+def hand_step(model, optimizer, examples, step: int, total: int) -> float:
+    """What one writes by hand: collate, forward, completion-only CE, backward, clip, AdamW step."""
+    batch = collate(examples, PAD)
     ids = batch.input_ids
     targets = ids[:, 1:].masked_fill(~batch.completion_mask[:, 1:], -100)
     logits = model(input_ids=ids).logits
@@ -136,8 +139,12 @@ def main() -> None:
     examples, _ = tokenize_all([task.record(i) for i in range(4000)], tok, 64)
     init = build_model(ModelSection(preset="tiny"), tok, 64, seed=0)
     n_params = sum(p.numel() for p in init.parameters())
-    src = SFTSource(examples, args.batch_size, 0, tok.pad_token_id)
-    batches = [src.next_batch() for _ in range(total)]
+    src = SFTSource(examples, args.batch_size, 0, tok.pad_token_id)  # the same stream the engine draws
+    picks = [
+        [examples[src.sample_index(i)] for i in range(s * args.batch_size, (s + 1) * args.batch_size)]
+        for s in range(total)
+    ]
+    batches = [collate(p, PAD) for p in picks]
 
     # trainguard: the real Engine, with its metrics and the SQLite store.
     stage = StageSection(
@@ -188,7 +195,7 @@ def main() -> None:
                 engine.log(m)
                 loss = m["loss/train"]
             else:
-                loss = hand_step(hand_model, hand_opt, batches[step], step, total)
+                loss = hand_step(hand_model, hand_opt, picks[step], step, total)
             dt = time.perf_counter() - t0
             if step >= args.warmup:
                 (tg_times if who == 0 else hand_times).append(dt)

@@ -147,11 +147,15 @@ def config_check(
 
 
 @config_app.command("schema")
-def config_schema() -> None:
+def config_schema(
+    markdown: Annotated[bool, typer.Option(help="Print the README's config reference table instead.")] = False,
+) -> None:
     """Print the JSON schema of run files (for editors and validation)."""
     from trainguard.config import RunConfig
+    from trainguard.config_docs import config_reference
 
-    sys.stdout.write(json.dumps(RunConfig.model_json_schema(), indent=2) + "\n")
+    text = config_reference() if markdown else json.dumps(RunConfig.model_json_schema(), indent=2) + "\n"
+    sys.stdout.write(text)
 
 
 @app.command()

@@ -167,8 +167,8 @@ class StageSection(Section):
     epochs: float | None = Field(None, gt=0, description="Passes over the training records (or set max_steps).")
     batch_size: int = Field(8, gt=0, description="Examples per micro-batch.")
     grad_accum: int = Field(1, gt=0, description="Micro-batches per optimizer step; loss is normalised over all.")
-    optimizer: OptimizerSection = Field(default_factory=OptimizerSection)
-    schedule: ScheduleSection = Field(default_factory=ScheduleSection)
+    optimizer: OptimizerSection = Field(default_factory=OptimizerSection, description="AdamW settings.")
+    schedule: ScheduleSection = Field(default_factory=ScheduleSection, description="Warm-up and decay of the LR.")
     max_grad_norm: float | None = Field(1.0, gt=0, description="Clip the global grad norm to this (seed default 1.0).")
     eval_every: int = Field(100, gt=0, description="Steps between eval-loss passes (and at the end).")
     save_every: int = Field(500, gt=0, description="Steps between checkpoints (and at the end).")
@@ -202,13 +202,13 @@ class TrackingSection(Section):
 
 
 class RunConfig(Section):
-    run: RunSection
-    model: ModelSection
-    tokenizer: TokenizerSection = Field(default_factory=TokenizerSection)
-    data: DataSection
+    run: RunSection = Field(description="Name, seed and where the run folder goes.")
+    model: ModelSection = Field(description="What is trained: a preset or a local Hugging Face folder.")
+    tokenizer: TokenizerSection = Field(default_factory=TokenizerSection, description="Tokenizer and length.")
+    data: DataSection = Field(description="Training records and the held-out split.")
     stages: list[StageSection] = Field(min_length=1, description="Stages run in order in one run folder.")
-    eval: EvalSection = Field(default_factory=EvalSection)
-    tracking: TrackingSection = Field(default_factory=TrackingSection)
+    eval: EvalSection = Field(default_factory=EvalSection, description="Held-out task accuracy before and after.")
+    tracking: TrackingSection = Field(default_factory=TrackingSection, description="Mirrors and progress display.")
 
     @field_validator("stages")
     @classmethod

@@ -41,12 +41,9 @@ def tokenize_record(tokenizer: Any, record: dict[str, str], max_length: int) -> 
 
 def collate(examples: list[TokenizedExample], pad_id: int) -> TokenBatch:
     width = max(len(e.ids) for e in examples)
-    input_ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
-    token_mask = torch.zeros((len(examples), width), dtype=torch.bool)
-    completion_mask = torch.zeros_like(token_mask)
-    for row, e in enumerate(examples):
-        n = len(e.ids)
-        input_ids[row, :n] = torch.tensor(e.ids)
-        token_mask[row, :n] = True
-        completion_mask[row, e.prompt_len : n] = True
-    return TokenBatch(input_ids, token_mask, completion_mask)
+    input_ids = torch.tensor([e.ids + [pad_id] * (width - len(e.ids)) for e in examples], dtype=torch.long)
+    lengths = torch.tensor([len(e.ids) for e in examples])[:, None]  # (B, 1)
+    prompt_lens = torch.tensor([e.prompt_len for e in examples])[:, None]
+    pos = torch.arange(width)[None, :]  # (1, T)
+    token_mask = pos < lengths
+    return TokenBatch(input_ids, token_mask, token_mask & (pos >= prompt_lens))

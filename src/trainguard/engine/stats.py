@@ -23,5 +23,7 @@ def nonfinite_counts(tensors: list[torch.Tensor]) -> tuple[int, int]:
 
 
 def update_norm(after: list[torch.Tensor], before: list[torch.Tensor]) -> torch.Tensor:
-    """||w_after - w_before||, the size of the step the optimizer actually took."""
-    return global_norm(torch._foreach_sub(after, before))
+    """||w_after - w_before||, the size of the step the optimizer actually took; `before` (a scratch
+    copy) is overwritten with the difference to save an allocation."""
+    torch._foreach_sub_(before, after)
+    return global_norm(before)

@@ -1,0 +1,66 @@
+"""The README's config reference, generated from the field descriptions in config.py (written once)."""
+
+import typing
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic_core import PydanticUndefined
+
+from trainguard.config import RunConfig
+from trainguard.objectives import OBJECTIVES
+
+PIPE = "\\|"  # a literal | inside a markdown table cell
+
+
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [m for arg in typing.get_args(annotation) for m in _models_in(arg)]
+
+
+def _type_name(annotation: Any) -> str:
+    text = getattr(annotation, "__name__", None) if not typing.get_args(annotation) else None
+    text = text or str(annotation).replace("typing.", "").replace("pathlib.", "")
+    return text.replace("NoneType", "null")
+
+
+def _default(field: Any) -> str:
+    if field.default is PydanticUndefined:
+        if field.default_factory is None:
+            return "required"
+        made = field.default_factory()
+        return "see keys below" if isinstance(made, BaseModel) else f"`{made}`"
+    value = field.default
+    return "null" if value is None else f"`{value}`"
+
+
+def _rows(model: type[BaseModel], prefix: str) -> list[tuple[str, str, str, str]]:
+    rows = []
+    for name, field in model.model_fields.items():
+        nested = [m for m in _models_in(field.annotation) if m is not model]
+        key = f"{prefix}{name}"
+        if nested and name != "objective":
+            rows.append((key, "section", _default(field), field.description or ""))
+            suffix = "[]" if typing.get_origin(field.annotation) is list else ""
+            for sub in dict.fromkeys(nested):
+                rows += _rows(sub, f"{key}{suffix}.")
+        elif name == "objective":
+            rows.append((key, "name or mapping", _default(field), field.description or ""))
+        else:
+            rows.append((key, f"`{_type_name(field.annotation)}`", _default(field), field.description or ""))
+    return rows
+
+
+def config_reference() -> str:
+    lines = ["| key | type | default | meaning |", "|---|---|---|---|"]
+    for key, kind, default, desc in _rows(RunConfig, ""):
+        kind, default = kind.replace("|", PIPE), default.replace("|", PIPE)
+        lines.append(f"| `{key}` | {kind} | {default} | {desc} |")
+    lines.append("")
+    lines.append("Objectives (`stages[].objective`):")
+    lines.append("")
+    for name in OBJECTIVES:
+        cfg = OBJECTIVES.get(name).Config
+        keys = ", ".join(f"`{k}` ({_default(f)}): {f.description}" for k, f in cfg.model_fields.items() if k != "name")
+        lines.append(f"- `{name}`: {keys or 'no keys'}")
+    return "\n".join(lines) + "\n"
