@@ -65,7 +65,8 @@ def execute(pipeline: Any, run: Any, resume: bool) -> None:
         status = "completed"
     except KeyboardInterrupt:
         status = "interrupted"
-        raise
+        err_console.print(f"interrupted; continue with: trainguard resume {run.path}")
+        raise typer.Exit(130) from None
     finally:
         if resume:
             manifest = run.manifest()

@@ -2,6 +2,7 @@
 
 import csv
 import io
+import time
 from pathlib import Path
 from typing import Protocol
 
@@ -18,17 +19,24 @@ class Sink(Protocol):
 
 
 class StoreSink:
-    def __init__(self, store: MetricStore) -> None:
+    """Commits at most once per `commit_every_s` so a live monitor sees fresh rows at little cost."""
+
+    def __init__(self, store: MetricStore, commit_every_s: float = 1.0) -> None:
         self.store = store
+        self.commit_every_s = commit_every_s
+        self._last_commit = time.monotonic()
 
     def log(self, metrics: dict[str, float], step: int, stage: str) -> None:
         self.store.log(metrics, step, stage)
+        if time.monotonic() - self._last_commit >= self.commit_every_s:
+            self.flush()
 
     def flush(self) -> None:
         self.store.commit()
+        self._last_commit = time.monotonic()
 
     def close(self) -> None:
-        self.store.commit()
+        self.flush()
 
 
 class TensorBoardSink:
