@@ -91,7 +91,7 @@ def test_sft_run_fills_the_run_folder_and_learns(make_config, tmp_path):
     after = json.loads((run / "eval" / "after.json").read_text())
     assert before["n"] == after["n"] == 16 and 0 <= after["accuracy"] <= 1
     kinds = [json.loads(line)["kind"] for line in (run / "events.jsonl").read_text().splitlines()]
-    assert kinds.count("checkpoint") == 3 and "stage_end" in kinds
+    assert kinds.count("checkpoint") == 4 and "stage_end" in kinds  # steps 0 (rollback target), 10, 20, 30
 
     again = invoke("run", str(cfg))
     assert again.exit_code == 2 and "already exists" in again.output

@@ -8,9 +8,7 @@ from typing import Annotated, Any, Literal, Union
 
 import yaml
 from pydantic import (
-    BaseModel,
     BeforeValidator,
-    ConfigDict,
     Discriminator,
     Field,
     Tag,
@@ -20,24 +18,11 @@ from pydantic import (
 )
 
 from trainguard.errors import ConfigError
+from trainguard.guard.faults import FaultSpec
+from trainguard.guard.guard import GuardSection
 from trainguard.objectives import OBJECTIVES
+from trainguard.section import Section
 from trainguard.tasks import TASKS
-
-
-class Section(BaseModel):
-    """A config section that rejects unknown keys and names the allowed ones."""
-
-    model_config = ConfigDict(extra="forbid", validate_default=True)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _known_keys(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            unknown = sorted(str(k) for k in data if k not in cls.model_fields)
-            if unknown:
-                allowed = ", ".join(cls.model_fields)
-                raise ValueError(f"unknown key {', '.join(map(repr, unknown))}; allowed: {allowed}")
-        return data
 
 
 class RunSection(Section):
@@ -209,6 +194,8 @@ class RunConfig(Section):
     stages: list[StageSection] = Field(min_length=1, description="Stages run in order in one run folder.")
     eval: EvalSection = Field(default_factory=EvalSection, description="Held-out task accuracy before and after.")
     tracking: TrackingSection = Field(default_factory=TrackingSection, description="Mirrors and progress display.")
+    guard: GuardSection = Field(default_factory=GuardSection, description="Detectors, policies and rollback.")
+    faults: list[FaultSpec] = Field(default_factory=list, description="Faults injected on purpose (tests, demos).")
 
     @field_validator("stages")
     @classmethod

@@ -1,6 +1,7 @@
 """The README's config reference, generated from the field descriptions in config.py (written once)."""
 
 import typing
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
@@ -54,7 +55,7 @@ def _rows(model: type[BaseModel], prefix: str) -> list[tuple[str, str, str, str]
 def config_reference() -> str:
     lines = ["| key | type | default | meaning |", "|---|---|---|---|"]
     for key, kind, default, desc in _rows(RunConfig, ""):
-        kind, default = kind.replace("|", PIPE), default.replace("|", PIPE)
+        kind, default, desc = (x.replace("|", PIPE) for x in (kind, default, desc))
         lines.append(f"| `{key}` | {kind} | {default} | {desc} |")
     lines.append("")
     lines.append("Objectives (`stages[].objective`):")
@@ -64,3 +65,16 @@ def config_reference() -> str:
         keys = ", ".join(f"`{k}` ({_default(f)}): {f.description}" for k, f in cfg.model_fields.items() if k != "name")
         lines.append(f"- `{name}`: {keys or 'no keys'}")
     return "\n".join(lines) + "\n"
+
+
+START, END = "<!-- config-reference:start -->\n", "<!-- config-reference:end -->"
+
+
+def readme_block(text: str) -> str:
+    return text[text.index(START) + len(START) : text.index(END)]
+
+
+def sync_readme(path: Path) -> None:
+    """Rewrite the README's reference block from the config (`make docs`)."""
+    text = path.read_text()
+    path.write_text(text.replace(readme_block(text), config_reference()))

@@ -141,6 +141,14 @@ class RunDir:
         with open(self.events_path, "a", encoding="utf-8") as f:
             f.write(json.dumps(line) + "\n")
 
+    def alert(self, alert: dict[str, Any], stage: str | None) -> None:
+        """Record an alert in metrics.db (alerts table) and events.jsonl."""
+        assert self.store is not None
+        self.store.alert(alert, stage)
+        line = {"time": time.time(), "stage": stage, **alert, "kind": "alert", "alert": alert["kind"]}
+        with open(self.events_path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(line) + "\n")
+
     def close(self, status: str | None = None) -> None:
         if status is not None:
             self.update_manifest(status=status, stopped=time.time())

@@ -21,12 +21,14 @@ class RecordSet:
     train: list[dict[str, Any]]
     eval: list[dict[str, Any]]
     reports: list[ReadReport] = field(default_factory=list)
+    by_source: list[tuple[str, list[dict[str, Any]]]] = field(default_factory=list)  # before the split
 
 
 def load_records(cfg: DataSection, seed: int) -> RecordSet:
     """All sources concatenated, then a seeded split into train and held-out eval records."""
     records: list[dict[str, Any]] = []
     reports: list[ReadReport] = []
+    by_source: list[tuple[str, list[dict[str, Any]]]] = []
     for src in cfg.sources:
         if isinstance(src, FileSource):
             rows, report = read_jsonl(src.path)
@@ -37,13 +39,14 @@ def load_records(cfg: DataSection, seed: int) -> RecordSet:
             report = ReadReport(f"task {src.task}", rows=len(rows), usable=len(rows))
         records.extend(rows)
         reports.append(report)
+        by_source.append((report.source, rows))
     order = torch.randperm(len(records), generator=torch.Generator().manual_seed(seed)).tolist()
     n_eval = round(len(records) * cfg.eval_fraction)
     if cfg.eval_fraction > 0 and len(records) > 1:
         n_eval = min(max(n_eval, 1), len(records) - 1)
     eval_set = [records[i] for i in order[:n_eval]]
     train = [records[i] for i in order[n_eval:]]
-    return RecordSet(train, eval_set, reports)
+    return RecordSet(train, eval_set, reports, by_source)
 
 
 def tokenize_all(records: list[dict[str, Any]], tokenizer: Any, max_length: int) -> tuple[list[TokenizedExample], int]:

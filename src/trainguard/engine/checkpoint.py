@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -96,6 +97,13 @@ def verify(path: Path) -> list[str]:
     return problems
 
 
+def is_healthy(path: Path) -> bool:
+    try:
+        return bool(json.loads((path / MANIFEST).read_text()).get("healthy", True))
+    except (OSError, json.JSONDecodeError):
+        return False
+
+
 class Checkpointer:
     """Writes and finds checkpoints under `root` (the run's checkpoints/ folder)."""
 
@@ -166,21 +174,24 @@ class Checkpointer:
         found = self.candidates()
         return found[0].name if found else None
 
-    def latest(self, warn: Any = print, healthy_only: bool = False) -> Checkpoint | None:
-        """Newest complete, intact checkpoint (and healthy, if asked); skipped ones are reported via `warn`."""
+    def latest(self, warn: Any = print, where: Callable[[Checkpoint], bool] | None = None) -> Checkpoint | None:
+        """Newest complete, intact checkpoint that satisfies `where`; broken ones are reported via `warn`."""
         for path in self.candidates():
             problems = verify(path)
             if problems:
                 warn(f"skipping checkpoint {path.name}: {'; '.join(problems)}")
                 continue
             ckpt = Checkpoint(path, json.loads((path / MANIFEST).read_text()))
-            if healthy_only and not ckpt.healthy:
-                continue
-            return ckpt
+            if where is None or where(ckpt):
+                return ckpt
         return None
 
     def prune(self) -> None:
+        """Keep the newest `keep` checkpoints, and always the newest healthy one (the rollback target)."""
         if self.keep is None:
             return
-        for path in self.candidates()[self.keep :]:
-            shutil.rmtree(path, ignore_errors=True)
+        found = self.candidates()
+        healthy = next((p for p in found if is_healthy(p)), None)
+        for path in found[self.keep :]:
+            if path != healthy:
+                shutil.rmtree(path, ignore_errors=True)

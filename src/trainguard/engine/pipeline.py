@@ -14,10 +14,16 @@ from trainguard.atomic import atomic_write_json
 from trainguard.config import RunConfig, RunSection, StageSection
 from trainguard.data.sources import SFTSource, eval_batches, load_records, tokenize_all
 from trainguard.engine.checkpoint import Checkpoint, Checkpointer
-from trainguard.engine.loop import Engine, StageResult
+from trainguard.engine.loop import Engine, GuardStop, Hooks, StageResult
 from trainguard.engine.optim import build_optimizer, trainable_parameters
 from trainguard.engine.state import TrainState, seed_everything
-from trainguard.eval.accuracy import heldout_instances, task_accuracy
+from trainguard.eval.accuracy import generate_text, heldout_instances, task_accuracy
+from trainguard.guard.alerts import Alert, at_least
+from trainguard.guard.data_checks import DataChecks
+from trainguard.guard.faults import FaultInjector
+from trainguard.guard.generation import GenerationChecks
+from trainguard.guard.guard import Guard
+from trainguard.guard.report import write_guard_report
 from trainguard.models.loading import build_model, export_model, load_tokenizer
 from trainguard.objectives import OBJECTIVES
 from trainguard.run import RunDir
@@ -75,6 +81,8 @@ class Pipeline:
             msg = f"{cut + cut_eval} records truncated to tokenizer.max_length={max_len}"
             self.data_notes.append(("warning", msg, {"truncated": cut + cut_eval}))
         self.train_prompts = {r["prompt"] for r in records.train}
+        self.records_by_source = records.by_source
+        self.eval_prompts = [r["prompt"] for r in records.eval]
 
     def attach(self, run: RunDir) -> None:
         """Bind the run folder: data notes go to its event log, checkpoints to its checkpoints/."""
@@ -84,6 +92,30 @@ class Pipeline:
             run.event("data", message, severity=severity, **data)
             if severity != "info":
                 self.console.print(f"[yellow]warning:[/] {message}")
+        guard = self.cfg.guard
+        if guard.enabled and guard.data.enabled:
+            checks = DataChecks(guard.data)
+            for source, records in self.records_by_source:
+                for alert in checks.check_records(source, records):
+                    self.record_alert(alert, None)
+
+    def record_alert(self, alert: Alert, stage: str | None) -> None:
+        """Alerts go to metrics.db, events.jsonl and, from warnings up, the console."""
+        self.run.alert(alert.to_dict(), stage)
+        if at_least(alert.severity, "warning"):
+            color = "red" if alert.severity == "critical" else "yellow"
+            self.console.print(f"[{color}]{alert.line()}[/]", highlight=False)
+
+    @property
+    def faults(self) -> FaultInjector | None:
+        if not self.cfg.faults:
+            return None
+        if not hasattr(self, "_faults"):
+            encode = lambda text: self.tokenizer.encode(text, add_special_tokens=False)  # noqa: E731
+            self._faults = FaultInjector(
+                self.cfg.faults, len(self.tokenizer), encode, self.tokenizer.pad_token_id, self.cfg.run.seed
+            )
+        return self._faults
 
     def event(self, kind: str, message: str, severity: str = "info", stage: str | None = None, **data: Any) -> None:
         self.run.event(kind, message, self.state.global_step, stage, severity, **data)
@@ -123,6 +155,9 @@ class Pipeline:
                 resume_here = latest if latest is not None and latest.manifest["stage_index"] == index else None
                 result.stages.append(self.run_stage(index, stage, resume_here, result))
             result.accuracy["after"] = self.measure_accuracy("after", self.final_model, force=True)
+        except GuardStop as stop:
+            write_guard_report(self.run, str(stop))
+            raise
         finally:
             self.sinks.close()
         self.console.print(summary_table(str(self.run.path), result.stages, result.accuracy))
@@ -151,6 +186,7 @@ class Pipeline:
         )
         total = stage_steps(stage, len(self.train_examples))
         self.checkpointer.keep = stage.save_total_limit
+        guard = Guard(self.cfg.guard) if self.cfg.guard.enabled else None
         engine = Engine(
             stage=stage,
             stage_index=index,
@@ -164,8 +200,16 @@ class Pipeline:
             total_steps=total,
             sinks=self.sinks,
             checkpointer=self.checkpointer,
-            event=lambda kind, msg, **data: self.event(kind, msg, stage=stage.name, **data),
-            on_best=lambda: export_model(model, self.tokenizer, self.run.best),
+            guard=guard,
+            faults=self.faults,
+            generation=self.generation_checks(guard),
+            hooks=Hooks(
+                event=lambda kind, msg, severity="info", **data: self.event(kind, msg, severity, stage.name, **data),
+                alert=lambda alert: self.record_alert(alert, stage.name),
+                forget_after=self.run.store.truncate_after,  # type: ignore[union-attr]
+                on_best=lambda: export_model(model, self.tokenizer, self.run.best),
+                decode=lambda ids: self.tokenizer.batch_decode(ids, skip_special_tokens=True),
+            ),
             checkpoint_meta={"config": self.cfg.model_dump(mode="json")},
         )
         if ckpt is not None:
@@ -173,6 +217,8 @@ class Pipeline:
         else:
             self.state.stage_index, self.state.stage_step, self.state.best_eval_loss = index, 0, None
             self.event("stage_start", f"stage {stage.name}: {total} steps", stage=stage.name)
+            if guard is not None and "rollback" in guard.policies.values():
+                engine.save()  # a healthy place to roll back to before the first save_every
         enabled = progress_enabled(self.cfg.tracking.progress, self.console)
         with StageProgress(self.console, stage.name, total, self.state.stage_step, enabled) as progress:
             engine.progress = progress
@@ -206,6 +252,26 @@ class Pipeline:
             f"held-out {task.name} accuracy {when} training: {acc['accuracy']:.1%} ({acc['correct']}/{acc['n']})"
         )
         return acc
+
+    def generation_checks(self, guard: Guard | None) -> GenerationChecks | None:
+        """Sample checks on held-out prompts of the eval task (or eval records), scored by the task."""
+        cfg = self.cfg.guard.generation
+        if guard is None or cfg.every == 0:
+            return None
+        task, score = None, None
+        if self.cfg.eval.task is not None:
+            task = build_task(self.cfg.eval.task, self.cfg.eval.params or self._task_params(self.cfg.eval.task))
+            instances = heldout_instances(task, cfg.n_prompts, self.train_prompts)
+            prompts = [i.prompt for i in instances]
+            score = lambda i, text: task.score(instances[i], text).value  # noqa: E731
+        else:
+            prompts = self.eval_prompts[: cfg.n_prompts]
+
+        def sample(model: torch.nn.Module, texts: list[str], greedy: bool) -> list[str]:
+            temperature = None if greedy else cfg.temperature
+            return generate_text(model, self.tokenizer, texts, cfg.max_new_tokens, temperature)
+
+        return GenerationChecks(cfg, prompts, sample, score)
 
     def _task_params(self, task: str) -> dict[str, Any]:
         """The params the training data used for this task, so held-out instances match the training distribution."""

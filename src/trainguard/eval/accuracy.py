@@ -36,8 +36,10 @@ def heldout_instances(task: Task, n: int, exclude_prompts: set[str]) -> list[Ins
 
 
 @torch.no_grad()
-def generate_greedy(model: nn.Module, tokenizer: Any, prompts: list[str], max_new_tokens: int) -> list[str]:
-    """Left-padded batched greedy decoding; text up to the first EOS."""
+def generate_text(
+    model: nn.Module, tokenizer: Any, prompts: list[str], max_new_tokens: int, temperature: float | None = None
+) -> list[str]:
+    """Left-padded batched decoding (greedy, or sampling at `temperature`); text up to the first EOS."""
     device = next(model.parameters()).device
     bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
     encoded = [bos + tokenizer.encode(p, add_special_tokens=False) for p in prompts]
@@ -51,7 +53,10 @@ def generate_greedy(model: nn.Module, tokenizer: Any, prompts: list[str], max_ne
         input_ids=input_ids.to(device),
         attention_mask=attention.to(device),
         max_new_tokens=max_new_tokens,
-        do_sample=False,
+        do_sample=temperature is not None,
+        temperature=temperature,
+        top_k=None,
+        top_p=None,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
     )
@@ -78,7 +83,7 @@ def task_accuracy(
     try:
         for start in range(0, len(instances), batch_size):
             chunk = instances[start : start + batch_size]
-            responses = generate_greedy(model, tokenizer, [i.prompt for i in chunk], max_new_tokens)
+            responses = generate_text(model, tokenizer, [i.prompt for i in chunk], max_new_tokens)
             for inst, response in zip(chunk, responses, strict=True):
                 score = task.score(inst, response)
                 correct += score.value == 1.0

@@ -5,16 +5,15 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
-from pydantic import BaseModel, ConfigDict
 from torch import nn
 
 from trainguard.registry import Registry
+from trainguard.section import Section
 
 
-class ObjectiveConfig(BaseModel):
+class ObjectiveConfig(Section):
     """Base of each objective's config; `name` picks the objective from the registry."""
 
-    model_config = ConfigDict(extra="forbid")
     name: str
 
 

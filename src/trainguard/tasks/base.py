@@ -5,15 +5,12 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict
-
 from trainguard.registry import Registry
+from trainguard.section import Section
 
 
-class TaskConfig(BaseModel):
+class TaskConfig(Section):
     """Parameters of a task family; each task declares its own subclass beside it."""
-
-    model_config = ConfigDict(extra="forbid")
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,9 @@ CREATE INDEX IF NOT EXISTS metrics_step ON metrics (step);
 CREATE TABLE IF NOT EXISTS events (id INTEGER PRIMARY KEY AUTOINCREMENT, step INTEGER, stage TEXT,
                                    kind TEXT NOT NULL, severity TEXT NOT NULL, message TEXT NOT NULL,
                                    data TEXT, time REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS alerts (id INTEGER PRIMARY KEY AUTOINCREMENT, step INTEGER, stage TEXT,
+                                   kind TEXT NOT NULL, severity TEXT NOT NULL, value REAL, threshold REAL,
+                                   recommendation TEXT, data TEXT, time REAL NOT NULL);
 """
 
 
@@ -49,6 +52,23 @@ class MetricStore:
         )
         self.db.commit()
 
+    def alert(self, alert: dict[str, Any], stage: str | None) -> None:
+        self.db.execute(
+            "INSERT INTO alerts (step, stage, kind, severity, value, threshold, recommendation, data, time) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                alert["step"],
+                stage,
+                alert["kind"],
+                alert["severity"],
+                _real(alert["value"]),
+                _real(alert["threshold"]),
+                alert["recommendation"],
+                json.dumps(alert.get("data", {})),
+                time.time(),
+            ),
+        )
+
     def commit(self) -> None:
         self.db.commit()
 
@@ -72,10 +92,17 @@ def read_metrics(path: Path) -> list[tuple[int, str, str, float, float]]:
         db.close()
 
 
-def read_events(path: Path) -> list[dict[str, Any]]:
+def read_table(path: Path, table: str) -> list[dict[str, Any]]:
+    """All rows of `events` or `alerts`, oldest first."""
+    assert table in ("events", "alerts")
     db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
     db.row_factory = sqlite3.Row
     try:
-        return [dict(r) for r in db.execute("SELECT * FROM events ORDER BY id")]
+        return [dict(r) for r in db.execute(f"SELECT * FROM {table} ORDER BY id")]
     finally:
         db.close()
+
+
+def _real(x: float) -> float | None:
+    """SQLite stores NaN as NULL anyway; say so explicitly, and keep infinities."""
+    return None if x != x else float(x)

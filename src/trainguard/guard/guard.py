@@ -1,0 +1,98 @@
+"""The guard: its config, and the facade the engine calls at three points of a step."""
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
+
+from trainguard.guard.activations import ActivationConfig, ActivationMonitor
+from trainguard.guard.alerts import Alert, at_least
+from trainguard.guard.data_checks import DataChecks, DataChecksConfig
+from trainguard.guard.detectors import DETECTORS, Detector
+from trainguard.guard.generation import GenerationConfig
+from trainguard.guard.policies import DEFAULT_POLICIES, Action, Decision, decide
+from trainguard.section import Section
+
+DetectorsSection: type[BaseModel] = create_model(  # one field per registered detector, each its own config
+    "DetectorsSection",
+    __config__=ConfigDict(extra="forbid"),
+    **{
+        name: (cls.Config, Field(default_factory=cls.Config, description=(cls.__doc__ or name).splitlines()[0]))
+        for name, cls in ((n, DETECTORS.get(n)) for n in DETECTORS)
+    },
+)
+
+
+class GuardSection(Section):
+    """The guard's config; policies name alert kinds from DEFAULT_POLICIES."""
+
+    enabled: bool = Field(True, description="Watch every step and act on alerts.")
+    detectors: DetectorsSection = Field(default_factory=DetectorsSection, description="Step detectors.")  # type: ignore[valid-type]
+    activations: ActivationConfig = Field(default_factory=ActivationConfig, description="Activation statistics.")
+    data: DataChecksConfig = Field(default_factory=DataChecksConfig, description="Source and batch data checks.")
+    generation: GenerationConfig = Field(default_factory=GenerationConfig, description="Sample checks (opt-in).")
+    policies: dict[str, Action] = Field(
+        default_factory=lambda: dict(DEFAULT_POLICIES),
+        description="Alert kind -> none | lower_lr | skip_step | rollback | stop (merged over the defaults).",
+    )
+    lower_lr_factor: float = Field(0.5, gt=0, lt=1, description="lower_lr multiplies the LR scale by this.")
+    rollback_margin: int = Field(
+        1, ge=1, description="Roll back to a healthy checkpoint at least this many steps before the onset."
+    )
+    max_rollbacks: int = Field(3, ge=0, description="Rollbacks allowed per run; one more alert that wants one stops.")
+
+    @field_validator("policies")
+    @classmethod
+    def _known_kinds(cls, policies: dict[str, Action]) -> dict[str, Action]:
+        unknown = sorted(set(policies) - set(DEFAULT_POLICIES))
+        if unknown:
+            raise ValueError(
+                f"unknown alert kind {', '.join(map(repr, unknown))}; allowed: {', '.join(DEFAULT_POLICIES)}"
+            )
+        return {**DEFAULT_POLICIES, **policies}
+
+
+class Guard:
+    """Holds the detectors and the policy map; returns decisions, never applies them."""
+
+    def __init__(self, config: GuardSection) -> None:
+        self.config = config
+        cfg = config.detectors
+        self.detectors: dict[str, Detector] = {
+            name: DETECTORS.get(name)(getattr(cfg, name)) for name in DETECTORS if getattr(cfg, name).enabled
+        }
+        self.policies = {**DEFAULT_POLICIES, **config.policies}
+        self.activations = ActivationMonitor(config.activations)
+        self.data = DataChecks(config.data) if config.data.enabled else None
+        self.worst_since_checkpoint = "info"
+
+    def observe(self, metrics: dict[str, float], step: int, phase: str) -> list[Alert]:
+        alerts = [a for d in self.detectors.values() if d.phase == phase for a in d.observe(metrics, step)]
+        self.note(alerts)
+        return alerts
+
+    def note(self, alerts: list[Alert]) -> None:
+        """Remember the worst severity since the last checkpoint (a checkpoint is healthy only if none warned)."""
+        for a in alerts:
+            if at_least(a.severity, "warning"):
+                self.worst_since_checkpoint = "warning"
+
+    def decide(self, alerts: list[Alert]) -> Decision:
+        return decide(alerts, self.policies)
+
+    def checkpoint_is_healthy(self) -> bool:
+        healthy = self.worst_since_checkpoint == "info"
+        self.worst_since_checkpoint = "info"
+        return healthy
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "detectors": {name: d.state_dict() for name, d in self.detectors.items()},
+            "activations": self.activations.state_dict(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for name, d in self.detectors.items():
+            if name in state["detectors"]:
+                d.load_state_dict(state["detectors"][name])
+        self.activations.load_state_dict(state["activations"])
+        self.worst_since_checkpoint = "info"
