@@ -93,6 +93,16 @@ def test_schema_lists_sections_with_descriptions():
     import json
 
     schema = json.loads(result.output)
-    assert set(schema["properties"]) == {"run", "model", "tokenizer", "data", "stages", "eval", "tracking", "guard", "faults"}
+    assert set(schema["properties"]) == {
+        "run",
+        "model",
+        "tokenizer",
+        "data",
+        "stages",
+        "eval",
+        "tracking",
+        "guard",
+        "faults",
+    }
     lr = schema["$defs"]["OptimizerSection"]["properties"]["lr"]
     assert lr["default"] == 2e-5 and "seed default" in lr["description"]

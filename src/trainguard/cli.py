@@ -23,6 +23,8 @@ app = typer.Typer(
 )
 config_app = typer.Typer(no_args_is_help=True, help="Validate a run file or print its JSON schema.")
 app.add_typer(config_app, name="config")
+faults_app = typer.Typer(no_args_is_help=True, help="Fault injection: measure how the guard catches failures.")
+app.add_typer(faults_app, name="faults")
 console = Console(soft_wrap=True)
 err_console = Console(stderr=True, soft_wrap=True)
 
@@ -58,11 +60,16 @@ def prepare(cfg: Any) -> Any:
 
 
 def execute(pipeline: Any, run: Any, resume: bool) -> None:
+    from trainguard.engine.loop import GuardStop
+
     status = "failed"
     try:
         pipeline.attach(run)
         pipeline.run_all(resume=resume)
         status = "completed"
+    except GuardStop:
+        status = "stopped"
+        raise
     except KeyboardInterrupt:
         status = "interrupted"
         err_console.print(f"interrupted; continue with: trainguard resume {run.path}")
@@ -186,3 +193,44 @@ def inspect(
     except TrainguardError as err:
         fail(err)
     raise typer.Exit(0 if ok else 1)
+
+
+@faults_app.command("bench")
+def faults_bench(
+    out: Annotated[Path | None, typer.Option("--out", help="Write every scenario's numbers as JSON.")] = None,
+    steps: Annotated[int, typer.Option(help="Steps per run.")] = 160,
+    clean_seeds: Annotated[int, typer.Option(help="Clean runs (seeds 0..N-1).")] = 10,
+) -> None:
+    """Every fault x 3 onsets x 2 magnitudes plus clean runs: detection, latency, action, recovery."""
+    from trainguard.atomic import atomic_write_json
+    from trainguard.guard.bench import run_bench
+    from trainguard.ui.bench_table import bench_table
+
+    quiet_libraries()
+    result = run_bench(steps, clean_seeds, progress=lambda line: console.print(line, highlight=False))
+    console.print(bench_table(result))
+    if out is not None:
+        atomic_write_json(out, result)
+
+
+@app.command()
+def monitor(
+    run_dir: Annotated[Path, typer.Argument(help="Run folder (may be training right now).")],
+    once: Annotated[bool, typer.Option(help="Print one snapshot and exit.")] = False,
+    plot: Annotated[Path | None, typer.Option(help="Write loss, grad norm and LR with alert markers (PNG).")] = None,
+    export: Annotated[Path | None, typer.Option("--export", help="Write all metrics as CSV.")] = None,
+    interval: Annotated[float, typer.Option(help="Seconds between refreshes.")] = 2.0,
+) -> None:
+    """Watch a run: stage, step, ETA, loss and grad-norm sparklines, LR, latest alerts and actions."""
+    from trainguard.track.sinks import export_csv
+    from trainguard.ui import monitor as view
+
+    if not (run_dir / "metrics.db").is_file():
+        fail(TrainguardError(f"{run_dir} is not a run folder (no metrics.db)"))
+    if plot is not None:
+        view.plot(run_dir, plot)
+        console.print(f"wrote {plot}")
+    if export is not None:
+        console.print(f"wrote {export_csv(run_dir / 'metrics.db', export)} rows to {export}")
+    if once or (plot is None and export is None):
+        view.watch(run_dir, console, interval, once=once)

@@ -118,7 +118,10 @@ class Pipeline:
         return self._faults
 
     def event(self, kind: str, message: str, severity: str = "info", stage: str | None = None, **data: Any) -> None:
+        """Record an event; the guard's actions are also printed."""
         self.run.event(kind, message, self.state.global_step, stage, severity, **data)
+        if kind == "action":
+            self.console.print(f"[bold magenta]action:[/] {message}", highlight=False)
 
     # -- resume ----------------------------------------------------------------------------------------
     def find_resume_point(self) -> Checkpoint | None:

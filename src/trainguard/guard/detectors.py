@@ -71,6 +71,12 @@ class GradNormConfig(DetectorConfig):
     explode_abs: float = Field(1000.0, gt=0, description="grad_norm above this is an explosion (critical).")
     sigmas: float = Field(6.0, gt=0, description="grad_norm above mean + sigmas*std of the window explodes.")
     window: int = Field(128, ge=4, description="Previous steps in the rolling window.")
+    min_ratio: float = Field(
+        10.0,
+        ge=1,
+        description="...and above this multiple of the window mean: healthy runs of the tiny model show "
+        "isolated grad norms up to ~8x the mean, which the 6σ band alone flags.",
+    )
     vanish: float = Field(1e-8, ge=0, description="grad_norm below this is vanishing.")
 
 
@@ -93,7 +99,9 @@ class GradNormDetector(Detector):
         alert = None
         if g > c.explode_abs:
             alert = Alert("grad_explosion", "critical", step, g, c.explode_abs, "skip the update")
-        elif len(self.window) >= c.window // 2 and g > (limit := self.window.upper(c.sigmas)):
+        elif len(self.window) >= c.window // 2 and g > (
+            limit := max(self.window.upper(c.sigmas), c.min_ratio * self.window.mean)
+        ):
             alert = Alert("grad_explosion", "warning", step, g, limit, "skip the update")
         elif g < c.vanish:
             alert = Alert("grad_vanishing", "warning", step, g, c.vanish, "check for dead units or a zero LR")
@@ -278,12 +286,16 @@ class UpdateRatioConfig(DetectorConfig):
     target: float = Field(1e-3, gt=0, description="The healthy |Δw|/|w| per step.")
     info_factor: float = Field(10.0, gt=1, description="Info when the ratio is this many times off the target.")
     warn_factor: float = Field(100.0, gt=1, description="Warning when this many times off.")
+    jump_factor: float = Field(
+        5.0, gt=1, description="Warning when the ratio jumps this many times above its own recent mean (an LR spike)."
+    )
+    window: int = Field(32, ge=4, description="Recent ratios the jump is measured against (armed when full).")
     cooldown: int = Field(100, ge=0, description="Steps before an info alert of this kind repeats.")
 
 
 @DETECTORS.register("update_ratio")
 class UpdateRatioDetector(Detector):
-    """The update ratio |Δw|/|w| far from 1e-3 (read one step late)."""
+    """The update ratio |Δw|/|w| far from 1e-3, or jumping above its recent mean (read one step late)."""
 
     name = "update_ratio"
     phase = "post"
@@ -293,6 +305,7 @@ class UpdateRatioDetector(Detector):
     def __init__(self, config: UpdateRatioConfig) -> None:
         super().__init__(config)
         self.last_info = -(10**9)
+        self.window = RollingWindow(config.window)
 
     def observe(self, metrics: dict[str, float], step: int) -> list[Alert]:
         r, c = metrics.get("weights/update_ratio", 0.0), self.config
@@ -302,6 +315,9 @@ class UpdateRatioDetector(Detector):
         if off >= c.warn_factor:
             bound = c.target * c.warn_factor if r > c.target else c.target / c.warn_factor
             return [Alert("update_ratio", "warning", step, r, bound, "check the LR and the gradient scale")]
+        if len(self.window) == c.window and r > (bound := c.jump_factor * self.window.mean):
+            return [Alert("update_ratio", "warning", step, r, bound, "the step size jumped: check the LR")]
+        self.window.push(r)
         if off >= c.info_factor and step - self.last_info >= c.cooldown:
             self.last_info = step
             bound = c.target * c.info_factor if r > c.target else c.target / c.info_factor
@@ -309,7 +325,8 @@ class UpdateRatioDetector(Detector):
         return []
 
     def state_dict(self) -> dict[str, Any]:
-        return {"last_info": self.last_info}
+        return {"last_info": self.last_info, "window": self.window.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.last_info = state["last_info"]
+        self.window.load_state_dict(state["window"])

@@ -16,8 +16,8 @@ DEFAULT_POLICIES: dict[str, Action] = {
     "divergence": "rollback",
     "plateau": "none",
     "oscillation": "lower_lr",
-    "update_ratio": "none",
-    "activations": "none",
+    "update_ratio": "rollback",
+    "activations": "rollback",
     "contamination": "skip_step",
     "repetition": "skip_step",
     "duplicates": "none",
@@ -38,9 +38,11 @@ class Decision:
 
 
 def decide(alerts: list[Alert], policies: dict[str, Action]) -> Decision:
-    """The strongest action any alert maps to (an unknown kind maps to none)."""
+    """The strongest action any warning or critical alert maps to; info alerts are only recorded."""
     decision = Decision()
     for alert in alerts:
+        if alert.severity == "info":
+            continue
         action = policies.get(alert.kind, "none")
         if STRENGTH[action] > STRENGTH[decision.action]:
             decision = Decision(action, [alert])

@@ -35,6 +35,9 @@ class StageProgress:
         self.progress.stop()
 
     def update(self, step: int, metrics: dict[str, float]) -> None:
+        if "loss/train" not in metrics:  # a step the guard skipped before its forward pass
+            self.progress.update(self.task, completed=step)
+            return
         info = (
             f"loss {metrics['loss/train']:.4f}  lr {metrics['opt/lr']:.2e}  {metrics['perf/tokens_per_s']:,.0f} tok/s"
         )

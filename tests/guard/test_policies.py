@@ -1,0 +1,25 @@
+"""Policies: the strongest mapped action wins; info alerts never act."""
+
+from trainguard.guard.alerts import Alert
+from trainguard.guard.policies import DEFAULT_POLICIES, decide
+
+
+def alert(kind: str, severity: str = "warning") -> Alert:
+    return Alert(kind, severity, 1, 0.0, 0.0, "")  # type: ignore[arg-type]
+
+
+def test_strongest_action_wins_and_keeps_its_alerts():
+    d = decide([alert("grad_explosion"), alert("nonfinite", "critical"), alert("loss_spike")], DEFAULT_POLICIES)
+    assert d.action == "rollback" and d.reason == "loss_spike, nonfinite"
+
+
+def test_info_alerts_are_recorded_not_acted_on():
+    assert decide([alert("update_ratio", "info"), alert("plateau", "info")], DEFAULT_POLICIES).action == "none"
+
+
+def test_user_policy_overrides_a_default():
+    assert decide([alert("plateau", "warning")], {**DEFAULT_POLICIES, "plateau": "stop"}).action == "stop"
+
+
+def test_no_alerts_no_action():
+    assert decide([], DEFAULT_POLICIES).action == "none"
