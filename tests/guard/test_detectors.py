@@ -142,7 +142,7 @@ def test_update_ratio_bands():
     assert d.observe({"weights/update_ratio": 0.0999}, 1)[0].severity == "info"
     assert d.observe({"weights/update_ratio": 0.05}, 2) == []  # info cooldown
     assert d.observe({"weights/update_ratio": 0.1}, 3)[0].severity == "warning"
-    assert d.observe({"weights/update_ratio": 1e-5}, 4)[0].severity == "warning"
+    assert d.observe({"weights/update_ratio": 1e-7}, 104)[0].severity == "info"  # slow, not broken
     assert d.observe({"weights/update_ratio": 0.0}, 5) == []  # a skipped update
 
 
