@@ -26,7 +26,8 @@ test-fast: $(STAMP)
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/python -m pytest -q -m "not slow"
 
 bench: $(STAMP)
-	HF_HUB_OFFLINE=1 $(BIN)/python bench/engine_overhead.py
+	HF_HUB_OFFLINE=1 $(BIN)/python bench/engine_overhead.py --steps 100
+	HF_HUB_OFFLINE=1 $(BIN)/trainguard faults bench --out bench/faults.json
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench

@@ -1,9 +1,10 @@
-"""SFT step time: trainguard's engine vs a hand-written PyTorch loop vs transformers' Trainer.
+"""SFT step time: trainguard's engine (bare and guarded) vs a hand-written loop vs transformers' Trainer.
 
-Same tiny model init, same batches, same AdamW, same schedule, same seed. trainguard and the hand loop
-run interleaved step by step in this one process (so both see the same machine load); the Trainer runs
-after them. trainguard's time includes everything its loop does per step: the metrics (grad norm/max,
-weight norm, update ratio) and the SQLite write. Run: `make bench` or `python bench/engine_overhead.py`.
+Same tiny model init, same batches, same AdamW, same schedule, same seed. trainguard without the guard,
+trainguard with it, and the hand loop run interleaved step by step in this one process (so all see the
+same machine load); the Trainer runs after them. trainguard's time includes everything its loop does per
+step: the metrics (grad norm/max, weight norm, update ratio), the SQLite write and, guarded, the data
+checks and detectors. Run: `make bench` or `python bench/engine_overhead.py`.
 """
 
 import argparse
@@ -27,8 +28,10 @@ from trainguard.data.sources import SFTSource, tokenize_all
 from trainguard.engine.checkpoint import Checkpointer
 from trainguard.engine.loop import Engine
 from trainguard.engine.optim import build_optimizer, trainable_parameters
+from trainguard.engine.outcome import Hooks
 from trainguard.engine.schedule import lr_at
 from trainguard.engine.state import TrainState
+from trainguard.guard.guard import Guard, GuardSection
 from trainguard.models.loading import build_model
 from trainguard.models.tokenizer import byte_tokenizer
 from trainguard.objectives.sft import SFTConfig, SFTObjective
@@ -123,6 +126,39 @@ def trainer_step_times(model, batches, total: int) -> tuple[list[float], list[fl
     return clock.times, []
 
 
+def make_engine(init, examples, tok, stage: StageSection, total: int, tmp: Path, guard: Guard | None):
+    """The real Engine with its metrics and SQLite store; returns (engine, store)."""
+    model = copy.deepcopy(init)
+    accelerator = Accelerator(cpu=True)
+    opt = build_optimizer(trainable_parameters({"model": model}), stage.optimizer)
+    model, opt = accelerator.prepare(model, opt)
+    store = MetricStore(tmp / f"metrics-{guard is not None}.db")
+    hooks = Hooks(
+        event=lambda *a, **k: None,
+        alert=lambda a: None,
+        forget_after=store.truncate_after,
+        decode=lambda ids: tok.batch_decode(ids, skip_special_tokens=True),
+    )
+    engine = Engine(
+        stage=stage,
+        stage_index=0,
+        model=model,
+        objective=SFTObjective(SFTConfig()),
+        source=SFTSource(examples, stage.batch_size, 0, tok.pad_token_id),
+        eval_batches=[],
+        optimizer=opt,
+        accelerator=accelerator,
+        state=TrainState(),
+        total_steps=total,
+        sinks=Sinks([StoreSink(store)]),
+        checkpointer=Checkpointer(tmp / "ck"),
+        hooks=hooks,
+        guard=guard,
+    )
+    model.train()
+    return engine, store
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--steps", type=int, default=50, help="timed steps (losses compared over these)")
@@ -146,7 +182,6 @@ def main() -> None:
     ]
     batches = [collate(p, PAD) for p in picks]
 
-    # trainguard: the real Engine, with its metrics and the SQLite store.
     stage = StageSection(
         name="bench",
         objective="sft",
@@ -156,60 +191,41 @@ def main() -> None:
         schedule={"warmup_steps": WARMUP, "min_lr_ratio": MIN_RATIO},
         max_grad_norm=CLIP,
     )
-    tg_model = copy.deepcopy(init)
-    accelerator = Accelerator(cpu=True)
-    tg_opt = build_optimizer(trainable_parameters({"model": tg_model}), stage.optimizer)
-    tg_model, tg_opt = accelerator.prepare(tg_model, tg_opt)
     tmp = Path(tempfile.mkdtemp())
-    store = MetricStore(tmp / "metrics.db")
-    engine = Engine(
-        stage=stage,
-        stage_index=0,
-        model=tg_model,
-        objective=SFTObjective(SFTConfig()),
-        source=SFTSource(examples, args.batch_size, 0, tok.pad_token_id),
-        eval_batches=[],
-        optimizer=tg_opt,
-        accelerator=accelerator,
-        state=TrainState(),
-        total_steps=total,
-        sinks=Sinks([StoreSink(store)]),
-        checkpointer=Checkpointer(tmp / "ck"),
-        event=lambda *a, **k: None,
-    )
-    tg_model.train()
-
+    bare, bare_store = make_engine(init, examples, tok, stage, total, tmp, None)
+    guarded, guarded_store = make_engine(init, examples, tok, stage, total, tmp, Guard(GuardSection()))
+    engines = {"trainguard": bare, "trainguard+guard": guarded}
     hand_model = copy.deepcopy(init)
     hand_model.train()
     hand_opt = build_optimizer(trainable_parameters({"model": hand_model}), OptimizerSection(lr=LR))
 
-    tg_times, hand_times, tg_losses, hand_losses = [], [], [], []
+    arms = [*engines, "hand"]
+    times: dict[str, list[float]] = {a: [] for a in arms}
+    losses: dict[str, list[float]] = {a: [] for a in arms}
     for step in range(total):
-        order = (0, 1) if step % 2 == 0 else (1, 0)  # alternate who goes first
-        for who in order:
+        for who in arms[step % 3 :] + arms[: step % 3]:  # rotate who goes first
             t0 = time.perf_counter()
-            if who == 0:
-                m = engine.train_step()
+            if who == "hand":
+                loss = hand_step(hand_model, hand_opt, picks[step], step, total)
+            else:
+                engine = engines[who]
+                metrics, _, decision = engine.train_step()
+                assert decision.action == "none", decision
                 engine.state.stage_step += 1
                 engine.state.global_step += 1
-                engine.log(m)
-                loss = m["loss/train"]
-            else:
-                loss = hand_step(hand_model, hand_opt, picks[step], step, total)
+                engine.log(metrics)
+                loss = metrics["loss/train"]
             dt = time.perf_counter() - t0
             if step >= args.warmup:
-                (tg_times if who == 0 else hand_times).append(dt)
-                (tg_losses if who == 0 else hand_losses).append(loss)
-    store.close()
+                times[who].append(dt)
+                losses[who].append(loss)
+    bare_store.close()
+    guarded_store.close()
 
     hf_times, _ = trainer_step_times(copy.deepcopy(init), batches, total)
-    hf_times = hf_times[args.warmup :]
-
-    med = {
-        name: statistics.median(t)
-        for name, t in (("trainguard", tg_times), ("hand", hand_times), ("hf_trainer", hf_times))
-    }
-    max_diff = max(abs(a - b) for a, b in zip(tg_losses, hand_losses, strict=True))
+    times["hf_trainer"] = hf_times[args.warmup :]
+    med = {name: statistics.median(t) for name, t in times.items()}
+    max_diff = max(abs(a - b) for a, b in zip(losses["trainguard"], losses["hand"], strict=True))
     result = {
         "machine": f"{cpu_name()}, {os.cpu_count()} cores, {torch.get_num_threads()} torch thread(s)",
         "torch": torch.__version__,
@@ -219,9 +235,10 @@ def main() -> None:
         "median_step_ms": {k: round(v * 1e3, 2) for k, v in med.items()},
         "ratio_vs_hand": round(med["trainguard"] / med["hand"], 3),
         "ratio_vs_hf_trainer": round(med["trainguard"] / med["hf_trainer"], 3),
+        "guard_overhead": round(med["trainguard+guard"] / med["trainguard"], 3),
         "loss_max_abs_diff_vs_hand": max_diff,
-        "losses_equal": max_diff == 0.0,
-        "first_last_loss": [round(tg_losses[0], 4), round(tg_losses[-1], 4)],
+        "losses_equal": max_diff == 0.0 and losses["trainguard+guard"] == losses["trainguard"],
+        "first_last_loss": [round(losses["trainguard"][0], 4), round(losses["trainguard"][-1], 4)],
     }
     print(json.dumps(result, indent=2))
     if args.out:

@@ -60,7 +60,7 @@ def prepare(cfg: Any) -> Any:
 
 
 def execute(pipeline: Any, run: Any, resume: bool) -> None:
-    from trainguard.engine.loop import GuardStop
+    from trainguard.engine.outcome import GuardStop
 
     status = "failed"
     try:

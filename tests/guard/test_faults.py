@@ -70,8 +70,12 @@ def test_dead_units_zero_gate_rows():
 
     model = build_model(ModelSection(preset="tiny"), TOK, 32, seed=0)
     injector(FaultSpec(kind="dead_units", at_step=1, magnitude=0.5)).model(model, 1)
-    gate = model.model.layers[0].mlp.gate_proj.weight
-    assert gate[:176].abs().sum() == 0 and gate[176:].abs().sum() > 0
+    mlp = model.model.layers[0].mlp
+    for rows in (mlp.gate_proj.weight, mlp.up_proj.weight):
+        assert rows[:176].abs().sum() == 0 and rows[176:].abs().sum() > 0
+    # dead for good: the zeroed rows get no gradient
+    model(input_ids=torch.randint(0, 256, (2, 8))).logits.sum().backward()
+    assert mlp.gate_proj.weight.grad[:176].abs().sum() == 0 and mlp.up_proj.weight.grad[:176].abs().sum() == 0
 
 
 def test_fired_faults_survive_a_checkpoint():

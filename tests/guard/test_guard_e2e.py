@@ -99,6 +99,8 @@ def test_monitor_snapshot_plot_and_export(tmp_path):
     snap = runner.invoke(app, ["monitor", str(run), "--once"])
     assert snap.exit_code == 0
     assert "step 80/80" in snap.output and "nonfinite" in snap.output and "rollback to step-000030" in snap.output
+    live = runner.invoke(app, ["monitor", str(run), "--interval", "0.1"])  # the live view ends with the run
+    assert live.exit_code == 0 and "latest alerts" in live.output
     png, csv = tmp_path / "m.png", tmp_path / "m.csv"
     made = runner.invoke(app, ["monitor", str(run), "--plot", str(png), "--export", str(csv)])
     assert made.exit_code == 0

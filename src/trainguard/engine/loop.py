@@ -7,8 +7,6 @@ at the next step's sync, so the loop never waits on the device twice per step.
 
 import math
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -18,10 +16,11 @@ from torch import nn
 from trainguard.config import StageSection
 from trainguard.data.sources import SFTSource
 from trainguard.engine.checkpoint import Checkpoint, Checkpointer
+from trainguard.engine.evaluation import eval_loss
+from trainguard.engine.outcome import GuardStop, Hooks, StageResult
 from trainguard.engine.schedule import lr_at
 from trainguard.engine.state import TrainState, capture_rng, restore_rng
 from trainguard.engine.stats import abs_max, global_norm, nonfinite_counts, update_norm
-from trainguard.errors import TrainguardError
 from trainguard.guard.alerts import Alert
 from trainguard.guard.faults import FaultInjector
 from trainguard.guard.guard import Guard
@@ -29,33 +28,6 @@ from trainguard.guard.policies import STRENGTH, Decision
 from trainguard.models.loading import is_lora
 from trainguard.objectives import Objective
 from trainguard.track.sinks import Sinks
-
-
-class GuardStop(TrainguardError):
-    """A policy stopped the run; the CLI exits with status 3."""
-
-    exit_code = 3
-
-
-@dataclass
-class StageResult:
-    name: str
-    steps: int
-    seconds: float = 0.0
-    last: dict[str, float] = field(default_factory=dict)  # last value of each metric
-    tokens: int = 0
-    actions: dict[str, int] = field(default_factory=dict)
-
-
-@dataclass
-class Hooks:
-    """What the engine reports outward; the pipeline wires these to the run folder and the console."""
-
-    event: Callable[..., None]
-    alert: Callable[[Alert], None]
-    forget_after: Callable[[int], int]  # drop metric rows after a step (rollback); returns rows dropped
-    on_best: Callable[[], None] | None = None
-    decode: Callable[[torch.Tensor], list[str]] | None = None  # batch ids -> texts, for data checks
 
 
 class Engine:
@@ -203,24 +175,10 @@ class Engine:
                 self.hooks.alert(alert)
 
     # -- between steps ---------------------------------------------------------------------------------
-    @torch.no_grad()
-    def eval_loss(self) -> float:
-        self.model.eval()
-        total, units = 0.0, 0
-        try:
-            for batch in self.eval_batches:
-                with self.accelerator.autocast():
-                    out = self.objective.loss(self.model, batch.to(self.accelerator.device))
-                total += float(out.loss_sum)
-                units += self.objective.weight(batch)
-        finally:
-            self.model.train()
-        return total / max(units, 1)
-
     def evaluate(self) -> None:
         if not self.eval_batches:
             return
-        loss = self.eval_loss()
+        loss = eval_loss(self.model, self.objective, self.eval_batches, self.accelerator)
         self.log({"loss/eval": loss, "loss/eval_ppl": math.exp(min(loss, 50.0))})
         best = self.state.best_eval_loss
         if math.isfinite(loss) and (best is None or loss < best):

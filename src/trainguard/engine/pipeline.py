@@ -14,8 +14,9 @@ from trainguard.atomic import atomic_write_json
 from trainguard.config import RunConfig, RunSection, StageSection
 from trainguard.data.sources import SFTSource, eval_batches, load_records, tokenize_all
 from trainguard.engine.checkpoint import Checkpoint, Checkpointer
-from trainguard.engine.loop import Engine, GuardStop, Hooks, StageResult
+from trainguard.engine.loop import Engine
 from trainguard.engine.optim import build_optimizer, trainable_parameters
+from trainguard.engine.outcome import GuardStop, Hooks, StageResult
 from trainguard.engine.state import TrainState, seed_everything
 from trainguard.eval.accuracy import generate_text, heldout_instances, task_accuracy
 from trainguard.guard.alerts import Alert, at_least

@@ -1,5 +1,6 @@
 """`trainguard faults bench`: every fault type x 3 onsets x 2 magnitudes on the tiny model, plus clean
-runs, measuring detection, latency, the action taken and recovery; and the guard's step-time overhead."""
+runs, measuring detection, latency, the action taken and recovery. The guard's step-time overhead is
+measured step by step interleaved, in bench/engine_overhead.py."""
 
 import io
 import json
@@ -12,7 +13,7 @@ from typing import Any
 from rich.console import Console
 
 from trainguard.config import RunConfig, parse_config
-from trainguard.engine.loop import GuardStop
+from trainguard.engine.outcome import GuardStop
 from trainguard.engine.pipeline import Pipeline
 from trainguard.run import RunDir
 from trainguard.track.store import read_metrics, read_table
@@ -133,27 +134,13 @@ def run_bench(steps: int = 160, clean_seeds: int = 10, progress: Callable[[str],
                         f"{kind:14s} onset {onset:3d} x{magnitude:<6g} detected={row['detected']!s:5s} "
                         f"latency={row['latency']} actions={row['actions']} recovered={row['recovered']}"
                     )
-        overhead = guard_overhead(out, steps)
     clean_alerts = sum(1 for c in clean.values() for a in c["alerts"] if a["severity"] != "info")
     return {
         "scenarios": rows,
         "clean_runs": clean_seeds,
         "clean_alerts_above_info": clean_alerts,
         "summary": summarize(rows),
-        "overhead": overhead,
     }
-
-
-def guard_overhead(out: Path, steps: int, repeats: int = 3) -> dict[str, float]:
-    """Median step time with the guard on and off, runs alternating so both see the same machine."""
-    times: dict[bool, list[float]] = {True: [], False: []}
-    for r in range(repeats):
-        for enabled in (True, False) if r % 2 == 0 else (False, True):
-            tree = base_config(out, f"overhead-{enabled}-{r}", 0, steps)
-            tree["guard"] = {"enabled": enabled}
-            times[enabled] += run_once(parse_config(tree))["step_times"][10:]
-    on, off = statistics.median(times[True]), statistics.median(times[False])
-    return {"guard_on_ms": on * 1e3, "guard_off_ms": off * 1e3, "ratio": on / off}
 
 
 def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:

@@ -76,9 +76,10 @@ class FaultInjector:
         share = min(spec.magnitude, 1.0)
         with torch.no_grad():
             for name, module in model.named_modules():
-                if name.endswith("mlp.gate_proj") and isinstance(module, nn.Linear):
-                    n = math.ceil(share * module.out_features)
-                    module.weight[:n] = 0.0  # SiLU(0) = 0: these units never fire again
+                # Zero the unit's gate and up rows: act = SiLU(gate·x)·(up·x) is 0 and so are both rows'
+                # gradients (each carries the other factor), so the units stay dead, as in a real collapse.
+                if name.endswith(("mlp.gate_proj", "mlp.up_proj")) and isinstance(module, nn.Linear):
+                    module.weight[: math.ceil(share * module.out_features)] = 0.0
 
     # -- corruptions -----------------------------------------------------------------------------------
     def _rows(self, batch: TokenBatch, spec: FaultSpec) -> int:

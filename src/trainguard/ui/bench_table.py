@@ -14,10 +14,8 @@ def bench_table(result: dict[str, Any]) -> Table:
         n = sum(1 for r in result["scenarios"] if r["fault"] == kind)
         lat = "-" if k["median_latency"] is None else f"{k['median_latency']:g} steps"
         table.add_row(kind, str(n), f"{k['recall']:.0%}", lat, f"{k['recovered']:.0%}")
-    o = result["overhead"]
     table.caption = (
         f"all: recall {s['recall']:.0%}, recovered {s['recovered']:.0%}; clean runs: {result['clean_runs']}, "
-        f"alerts above info {result['clean_alerts_above_info']}; guard overhead {o['ratio']:.3f}x "
-        f"({o['guard_on_ms']:.1f} vs {o['guard_off_ms']:.1f} ms/step)"
+        f"alerts above info {result['clean_alerts_above_info']}"
     )
     return table

@@ -77,9 +77,8 @@ def read_snapshot(run_dir: Path) -> Snapshot:
 
 def render(snap: Snapshot, run_dir: Path) -> Group:
     eta = f"  ETA {snap.eta_s:,.0f}s" if snap.eta_s is not None else ""
-    head = (
-        f"[bold]{Path(run_dir).name}[/]  status {snap.status}  stage {snap.stage}  step {snap.step}/{snap.total_steps or '?'}{eta}"
-    )
+    where = f"stage {snap.stage}  step {snap.step}/{snap.total_steps or '?'}{eta}"
+    head = f"[bold]{Path(run_dir).name}[/]  status {snap.status}  {where}"
     lines = Table.grid(padding=(0, 2))
     lines.add_column(style="bold")
     lines.add_column()
