@@ -78,6 +78,26 @@ def test_dead_units_zero_gate_rows():
     assert mlp.gate_proj.weight.grad[:176].abs().sum() == 0 and mlp.up_proj.weight.grad[:176].abs().sum() == 0
 
 
+def test_dead_units_stay_dead_under_adam_momentum():
+    from trainguard.config import ModelSection
+    from trainguard.models.loading import build_model
+
+    model = build_model(ModelSection(preset="tiny"), TOK, 32, seed=0)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    ids = torch.randint(0, 256, (2, 8), generator=torch.Generator().manual_seed(0))
+    for _ in range(3):  # build up momentum first
+        model(input_ids=ids).logits.sum().backward()
+        opt.step()
+        opt.zero_grad()
+    injector(FaultSpec(kind="dead_units", at_step=1, magnitude=0.5)).model(model, 1, opt)
+    for _ in range(3):
+        model(input_ids=ids).logits.sum().backward()
+        opt.step()
+        opt.zero_grad()
+    gate = model.model.layers[0].mlp.gate_proj.weight
+    assert gate[:176].abs().sum() == 0 and gate[176:].abs().sum() > 0
+
+
 def test_fired_faults_survive_a_checkpoint():
     f = injector(FaultSpec(kind="nan_loss", at_step=1))
     f.loss(torch.tensor(1.0), 1)

@@ -81,7 +81,7 @@ class Engine:
         micro = [self.source.next_batch() for _ in range(self.stage.grad_accum)]
         if faults is not None:
             micro = [faults.batch(mb, step) for mb in micro]
-            faults.model(self.model, step)
+            faults.model(self.model, step, self.optimizer)
         alerts = self.check_batches(micro, step)
         if self.guard is not None and STRENGTH[self.guard.decide(alerts).action] >= STRENGTH["skip_step"]:
             return {"guard/skipped": 1.0}, alerts, self.guard.decide(alerts)  # never even run the bad batch

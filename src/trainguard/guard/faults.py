@@ -70,16 +70,21 @@ class FaultInjector:
         spec = self._fire("lr_spike", step)
         return lr * spec.magnitude if spec else lr
 
-    def model(self, model: nn.Module, step: int) -> None:
+    def model(self, model: nn.Module, step: int, optimizer: torch.optim.Optimizer | None = None) -> None:
         if not (spec := self._fire("dead_units", step)):
             return
         share = min(spec.magnitude, 1.0)
+        state = getattr(optimizer, "optimizer", optimizer).state if optimizer is not None else {}
         with torch.no_grad():
             for name, module in model.named_modules():
-                # Zero the unit's gate and up rows: act = SiLU(gate·x)·(up·x) is 0 and so are both rows'
-                # gradients (each carries the other factor), so the units stay dead, as in a real collapse.
+                # Zero the unit's gate and up rows and their Adam moments: act = SiLU(gate·x)·(up·x) is 0, both
+                # rows' gradients are 0 (each carries the other factor) and no momentum revives them.
                 if name.endswith(("mlp.gate_proj", "mlp.up_proj")) and isinstance(module, nn.Linear):
-                    module.weight[: math.ceil(share * module.out_features)] = 0.0
+                    n = math.ceil(share * module.out_features)
+                    module.weight[:n] = 0.0
+                    for moment in state.get(module.weight, {}).values():
+                        if isinstance(moment, torch.Tensor) and moment.shape == module.weight.shape:
+                            moment[:n] = 0.0
 
     # -- corruptions -----------------------------------------------------------------------------------
     def _rows(self, batch: TokenBatch, spec: FaultSpec) -> int:
