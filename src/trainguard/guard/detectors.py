@@ -42,6 +42,20 @@ class Detector:
 DETECTORS: Registry[type[Detector]] = Registry("detector")
 
 
+class WindowedDetector(Detector):
+    """A detector over a rolling window of its own recent values (its config has `window`)."""
+
+    def __init__(self, config: DetectorConfig) -> None:
+        super().__init__(config)
+        self.window = RollingWindow(config.window)  # type: ignore[attr-defined]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"window": self.window.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.window.load_state_dict(state["window"])
+
+
 @DETECTORS.register("nonfinite")
 class NonFiniteDetector(Detector):
     """NaN or Inf in the loss or any gradient: critical, every step."""
@@ -81,16 +95,12 @@ class GradNormConfig(DetectorConfig):
 
 
 @DETECTORS.register("grad_norm")
-class GradNormDetector(Detector):
+class GradNormDetector(WindowedDetector):
     """Explosion (absolute, or mean + 6σ of the previous 128 steps once half full) and vanishing."""
 
     name = "grad_norm"
     Config = GradNormConfig
     config: GradNormConfig
-
-    def __init__(self, config: GradNormConfig) -> None:
-        super().__init__(config)
-        self.window = RollingWindow(config.window)
 
     def observe(self, metrics: dict[str, float], step: int) -> list[Alert]:
         g, c = metrics["grad/norm"], self.config
@@ -110,12 +120,6 @@ class GradNormDetector(Detector):
             return []
         return [alert]
 
-    def state_dict(self) -> dict[str, Any]:
-        return {"window": self.window.state_dict()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.window.load_state_dict(state["window"])
-
 
 class LossSpikeConfig(DetectorConfig):
     sigmas: float = Field(6.0, gt=0, description="Loss above mean + sigmas*std of the window is a spike.")
@@ -123,16 +127,12 @@ class LossSpikeConfig(DetectorConfig):
 
 
 @DETECTORS.register("loss_spike")
-class LossSpikeDetector(Detector):
+class LossSpikeDetector(WindowedDetector):
     """Loss above mean + 6σ of the previous 128 steps (armed once half full)."""
 
     name = "loss_spike"
     Config = LossSpikeConfig
     config: LossSpikeConfig
-
-    def __init__(self, config: LossSpikeConfig) -> None:
-        super().__init__(config)
-        self.window = RollingWindow(config.window)
 
     def observe(self, metrics: dict[str, float], step: int) -> list[Alert]:
         loss, c = metrics["loss/train"], self.config
@@ -142,12 +142,6 @@ class LossSpikeDetector(Detector):
             return [Alert("loss_spike", "warning", step, loss, limit, "roll back and skip the batch window")]
         self.window.push(loss)
         return []
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"window": self.window.state_dict()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.window.load_state_dict(state["window"])
 
 
 class DivergenceConfig(DetectorConfig):
@@ -294,7 +288,7 @@ class UpdateRatioConfig(DetectorConfig):
 
 
 @DETECTORS.register("update_ratio")
-class UpdateRatioDetector(Detector):
+class UpdateRatioDetector(WindowedDetector):
     """The update ratio |Δw|/|w| far from 1e-3, or jumping above its recent mean (read one step late)."""
 
     name = "update_ratio"
@@ -305,7 +299,6 @@ class UpdateRatioDetector(Detector):
     def __init__(self, config: UpdateRatioConfig) -> None:
         super().__init__(config)
         self.last_info = -(10**9)
-        self.window = RollingWindow(config.window)
 
     def observe(self, metrics: dict[str, float], step: int) -> list[Alert]:
         r, c = metrics.get("weights/update_ratio", 0.0), self.config
@@ -324,8 +317,8 @@ class UpdateRatioDetector(Detector):
         return []
 
     def state_dict(self) -> dict[str, Any]:
-        return {"last_info": self.last_info, "window": self.window.state_dict()}
+        return {"last_info": self.last_info, **super().state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.last_info = state["last_info"]
-        self.window.load_state_dict(state["window"])
+        super().load_state_dict(state)
