@@ -48,8 +48,8 @@ class RunDir:
         self._lock_file: Any = None
         self.store: MetricStore | None = None
 
-    def stage_export(self, index: int, name: str, last: bool) -> Path:
-        """Where stage `index` leaves its model: final/ for the last stage, exports/<name>/ otherwise."""
+    def stage_export(self, name: str, last: bool) -> Path:
+        """Where a stage leaves its model: final/ for the last stage, exports/<name>/ otherwise."""
         return self.final if last else self.path / "exports" / name
 
     # -- opening ---------------------------------------------------------------------------------------

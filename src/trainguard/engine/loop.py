@@ -83,8 +83,9 @@ class Engine:
             micro = [faults.batch(mb, step) for mb in micro]
             faults.model(self.model, step, self.optimizer)
         alerts = self.check_batches(micro, step)
-        if self.guard is not None and STRENGTH[self.guard.decide(alerts).action] >= STRENGTH["skip_step"]:
-            return {"guard/skipped": 1.0}, alerts, self.guard.decide(alerts)  # never even run the bad batch
+        early = self.guard.decide(alerts) if self.guard is not None else Decision()
+        if STRENGTH[early.action] >= STRENGTH["skip_step"]:
+            return {"guard/skipped": 1.0}, alerts, early  # never even run the bad batch
 
         units = max(sum(self.objective.weight(mb) for mb in micro), 1)  # normaliser over the whole window
         n_tokens = sum(mb.n_tokens for mb in micro)
@@ -217,7 +218,6 @@ class Engine:
         self.flush_post()
         self.result.steps = self.state.stage_step
         self.result.seconds = time.perf_counter() - t0
-        self.result.tokens = self.state.tokens_seen
         return self.result
 
     def act(self, decision: Decision) -> None:

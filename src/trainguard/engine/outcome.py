@@ -22,7 +22,6 @@ class StageResult:
     steps: int
     seconds: float = 0.0
     last: dict[str, float] = field(default_factory=dict)  # last value of each metric
-    tokens: int = 0
     actions: dict[str, int] = field(default_factory=dict)
 
 

@@ -68,7 +68,16 @@ class Pipeline:
         seed_everything(cfg.run.seed)
         self.tokenizer = load_tokenizer(cfg.model, cfg.tokenizer)
         self.state = TrainState()
+        self.faults = self._fault_injector()
         self._load_data()
+
+    def _fault_injector(self) -> FaultInjector | None:
+        """One injector for the whole run: faults belong to the world, not to a stage."""
+        if not self.cfg.faults:
+            return None
+        tok = self.tokenizer
+        encode = lambda text: tok.encode(text, add_special_tokens=False)  # noqa: E731
+        return FaultInjector(self.cfg.faults, len(tok), encode, tok.pad_token_id, self.cfg.run.seed)
 
     def _load_data(self) -> None:
         records = load_records(self.cfg.data, self.cfg.run.seed)
@@ -106,17 +115,6 @@ class Pipeline:
         if at_least(alert.severity, "warning"):
             color = "red" if alert.severity == "critical" else "yellow"
             self.console.print(f"[{color}]{alert.line()}[/]", highlight=False)
-
-    @property
-    def faults(self) -> FaultInjector | None:
-        if not self.cfg.faults:
-            return None
-        if not hasattr(self, "_faults"):
-            encode = lambda text: self.tokenizer.encode(text, add_special_tokens=False)  # noqa: E731
-            self._faults = FaultInjector(
-                self.cfg.faults, len(self.tokenizer), encode, self.tokenizer.pad_token_id, self.cfg.run.seed
-            )
-        return self._faults
 
     def event(self, kind: str, message: str, severity: str = "info", stage: str | None = None, **data: Any) -> None:
         """Record an event; the guard's actions are also printed."""
@@ -171,7 +169,7 @@ class Pipeline:
         self, index: int, stage: StageSection, ckpt: Checkpoint | None, result: PipelineResult
     ) -> StageResult:
         last = index == len(self.cfg.stages) - 1
-        previous = self.run.stage_export(index - 1, self.cfg.stages[index - 1].name, False) if index else None
+        previous = self.run.stage_export(self.cfg.stages[index - 1].name, last=False) if index else None
         model = build_model(
             self.cfg.model,
             self.tokenizer,
@@ -227,7 +225,7 @@ class Pipeline:
         with StageProgress(self.console, stage.name, total, self.state.stage_step, enabled) as progress:
             engine.progress = progress
             stage_result = engine.fit()
-        export_model(model, self.tokenizer, self.run.stage_export(index, stage.name, last))
+        export_model(model, self.tokenizer, self.run.stage_export(stage.name, last))
         self.event("stage_end", f"stage {stage.name} done at step {self.state.global_step}", stage=stage.name)
         self.final_model = model
         return stage_result

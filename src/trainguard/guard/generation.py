@@ -3,7 +3,6 @@
 
 from collections import Counter
 from collections.abc import Callable
-from typing import Any
 
 import torch
 from pydantic import Field
@@ -95,6 +94,3 @@ class GenerationChecks:
                     )
                 )
         return metrics, alerts
-
-    def state_dict(self) -> dict[str, Any]:
-        return {}
