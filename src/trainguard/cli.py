@@ -11,9 +11,10 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 
+from trainguard.cli_tasks import data_app, sandbox_app, tasks_app
 from trainguard.errors import TrainguardError
+from trainguard.ui.console import console, err_console, fail
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -25,16 +26,11 @@ config_app = typer.Typer(no_args_is_help=True, help="Validate a run file or prin
 app.add_typer(config_app, name="config")
 faults_app = typer.Typer(no_args_is_help=True, help="Fault injection: measure how the guard catches failures.")
 app.add_typer(faults_app, name="faults")
-console = Console(soft_wrap=True)
-err_console = Console(stderr=True, soft_wrap=True)
+app.add_typer(tasks_app, name="tasks")
+app.add_typer(data_app, name="data")
+app.add_typer(sandbox_app, name="sandbox")
 
 SetOption = Annotated[list[str], typer.Option("--set", help="Override a config key: KEY.PATH=VALUE (YAML value).")]
-
-
-def fail(err: TrainguardError) -> None:
-    for line in str(err).splitlines() or [type(err).__name__]:
-        err_console.print(f"[red]error:[/] {line}", highlight=False, soft_wrap=True)
-    raise typer.Exit(err.exit_code)
 
 
 def quiet_libraries() -> None:

@@ -2,6 +2,7 @@
 
 import json
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,30 +47,47 @@ def check_record(row: Any) -> str | None:
     return None
 
 
-def read_jsonl(path: Path) -> tuple[list[dict[str, Any]], ReadReport]:
-    """Usable records of a JSONL file and a report of the rest; raises DataError if none are usable."""
+def parquet_rows(path: Path) -> list[Any]:
+    try:
+        import pyarrow.parquet as pq
+    except ImportError as exc:
+        raise DataError(f"{path}: reading Parquet needs pyarrow (pip install 'trainguard[parquet]')") from exc
+    return pq.read_table(path).to_pylist()
+
+
+def read_rows(path: Path, check: Callable[[Any], str | None]) -> tuple[list[dict[str, Any]], ReadReport]:
+    """Rows of a JSONL or Parquet file that pass `check`, and a report of the rest; DataError if none do."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"data file {path} does not exist")
     report = ReadReport(str(path))
-    records: list[dict[str, Any]] = []
-    with open(path, encoding="utf-8", errors="replace") as f:
-        for line_no, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            report.rows += 1
+    rows: list[dict[str, Any]] = []
+    if path.suffix == ".parquet":
+        numbered: list[tuple[int, Any]] = list(enumerate(parquet_rows(path), 1))
+    else:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            numbered = [(n, line) for n, line in enumerate(f, 1) if line.strip()]
+    for line_no, raw in numbered:
+        report.rows += 1
+        if isinstance(raw, str):
             try:
-                row = json.loads(line)
+                raw = json.loads(raw)
             except json.JSONDecodeError:
                 report.reject("malformed JSON", line_no)
                 continue
-            reason = check_record(row)
-            if reason:
-                report.reject(reason, line_no)
-                continue
-            records.append({k: row[k] for k in ("id", "task", "prompt", "completion") if k in row})
-    report.usable = len(records)
-    if not records:
+        reason = check(raw)
+        if reason:
+            report.reject(reason, line_no)
+            continue
+        rows.append(raw)
+    report.usable = len(rows)
+    if not rows:
         detail = report.summary() if report.rows else f"{path}: the file has no rows"
         raise DataError(f"no usable records: {detail}")
-    return records, report
+    return rows, report
+
+
+def read_jsonl(path: Path) -> tuple[list[dict[str, Any]], ReadReport]:
+    """Usable `{prompt, completion}` records of a JSONL file and a report of the rest."""
+    rows, report = read_rows(path, check_record)
+    return [{k: row[k] for k in ("id", "task", "prompt", "completion") if k in row} for row in rows], report

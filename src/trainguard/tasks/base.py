@@ -46,6 +46,14 @@ class Task(ABC):
     @abstractmethod
     def score(self, instance: Instance, response: str) -> Score: ...
 
+    def wrong_completion(self, instance: Instance, rng: random.Random) -> str:
+        """A plausible answer that should score 0, for the rejected side of preference pairs (caller verifies)."""
+        raise NotImplementedError(f"task '{self.name}' cannot make wrong answers")
+
+    def baselines(self, instance: Instance, rng: random.Random) -> dict[str, str]:
+        """Answers that need no thought, by name; their pass rates must stay low for the task to mean anything."""
+        return {}
+
     def record(self, id: int) -> dict[str, Any]:
         """An SFT record whose completion is the reference answer."""
         inst = self.instance(id)
