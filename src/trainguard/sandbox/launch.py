@@ -88,7 +88,7 @@ def bwrap_prefix(bwrap: str, prefix: str, tmp_mb: int) -> list[str]:
     if not prefix.startswith("/usr"):
         cmd += ["--ro-bind", prefix, prefix]
     cmd += ["--proc", "/proc", "--dev", "/dev", "--size", str(tmp_mb << 20), "--tmpfs", "/tmp", "--chdir", "/tmp"]
-    return [*cmd, "--"]
+    return [*cmd, "--remount-ro", "/", "--"]  # the sandbox's own root, too, is read-only: only /tmp takes writes
 
 
 def worker_command(isolation: Isolation, tmp_mb: int, uid: int | None) -> list[str]:
@@ -102,21 +102,9 @@ def worker_command(isolation: Isolation, tmp_mb: int, uid: int | None) -> list[s
 def detect(mode: str = "auto") -> Isolation:
     """Probe once per process whether bubblewrap can start a worker here; `mode` is auto, bwrap or rlimits."""
     dedicated = os.geteuid() == 0
-    if mode == "rlimits":
-        return Isolation(None, dedicated, "isolation: rlimits was asked for")
-    bwrap = shutil.which("bwrap")
-    reason = "bubblewrap is not installed (Debian: apt-get install bubblewrap)"
-    if bwrap:
-        python, prefix = interpreter(dedicated)
-        probe = [*bwrap_prefix(bwrap, prefix, 8), python, "-I", "-S", "-c", "print(42)"]
-        uid = slot_uid(0)
-        try:
-            done = subprocess.run(probe, env={}, capture_output=True, text=True, timeout=30, **user_args(uid))
-            if done.stdout.strip() == "42":
-                return Isolation(bwrap, dedicated)
-            reason = f"bubblewrap cannot start here: {done.stderr.strip() or done.returncode}"
-        except (OSError, subprocess.SubprocessError) as exc:
-            reason = f"bubblewrap cannot start here: {exc}"
+    reason = probe_bwrap(dedicated) if mode != "rlimits" else "isolation: rlimits was asked for"
+    if not reason:
+        return Isolation(shutil.which("bwrap"), dedicated)
     if mode == "bwrap":
         raise SandboxUnavailable(reason)
     isolation = Isolation(None, dedicated, reason)
@@ -127,6 +115,22 @@ def detect(mode: str = "auto") -> Isolation:
         stacklevel=2,
     )
     return isolation
+
+
+def probe_bwrap(dedicated: bool) -> str:
+    """Why bubblewrap cannot run a program here, or "" when it can."""
+    bwrap = shutil.which("bwrap")
+    if not bwrap:
+        return "bubblewrap is not installed (Debian: apt-get install bubblewrap)"
+    python, prefix = interpreter(dedicated)
+    probe = [*bwrap_prefix(bwrap, prefix, 8), python, "-I", "-S", "-c", "print(42)"]
+    try:
+        done = subprocess.run(probe, env={}, capture_output=True, text=True, timeout=30, **user_args(slot_uid(0)))
+    except (OSError, subprocess.SubprocessError) as exc:
+        return f"bubblewrap cannot start here: {exc}"
+    return (
+        "" if done.stdout.strip() == "42" else f"bubblewrap cannot start here: {done.stderr.strip() or done.returncode}"
+    )
 
 
 def user_args(uid: int | None) -> dict:
