@@ -20,11 +20,13 @@ from trainguard.tasks import Task
 
 SEED_STRIDE = 10_000_000  # instance ids of seed s start at s * SEED_STRIDE; held-out eval ids start at 1e9
 WRONG_TRIES = 8
+MAX_DRAWS_PER_ROW = 10
 
 
 @dataclass
 class CollectReport:
     out: str
+    target: int = 0
     written: int = 0
     resumed: int = 0  # rows already in the file
     duplicates: int = 0
@@ -38,12 +40,15 @@ class CollectReport:
             parts.append("bad: " + ", ".join(f"{n} {reason}" for reason, n in self.bad.most_common()))
         if self.torn_tail:
             parts.append("a torn last line was cut off")
+        if self.written + self.resumed < self.target:
+            parts.append(f"SHORT: {self.target - self.written - self.resumed} rows missing (too few distinct prompts)")
         return "; ".join(parts)
 
 
-def plan(tasks: list[Task], n: int, seed: int) -> list[tuple[Task, int]]:
-    """`n` (task, instance id) pairs, tasks interleaved round-robin."""
-    return [(tasks[i % len(tasks)], seed * SEED_STRIDE + i // len(tasks)) for i in range(n)]
+def plan(tasks: list[Task], seed: int) -> Iterator[tuple[Task, int]]:
+    """(task, instance id) pairs, tasks interleaved round-robin, for as long as the caller needs rows."""
+    for i in range(SEED_STRIDE * len(tasks)):
+        yield tasks[i % len(tasks)], seed * SEED_STRIDE + i // len(tasks)
 
 
 def existing_rows(path: Path, report: CollectReport) -> tuple[set[str], set[str]]:
@@ -96,16 +101,19 @@ def collect(
     pairs: bool = False,
     on_row: Callable[[], None] = lambda: None,
 ) -> CollectReport:
-    """Write `n` rows (minus those already in `out`) across `tasks`; returns counts of what happened."""
-    report = CollectReport(str(out))
+    """Fill `out` up to `n` rows across `tasks`, drawing further ids past bad or duplicate ones (at most
+    MAX_DRAWS_PER_ROW draws per row, for tasks with few distinct prompts); returns counts of what happened."""
+    report = CollectReport(str(out), target=n)
     seen_ids, seen_prompts = existing_rows(out, report)
-    todo = [(task, id) for task, id in plan(tasks, n, seed) if f"{task.name}-{id}" not in seen_ids]
-    for _ in range(n - len(todo)):
+    for _ in range(min(report.resumed, n)):
         on_row()
+    todo = ((task, id) for task, id in plan(tasks, seed) if f"{task.name}-{id}" not in seen_ids)
+    todo = itertools.islice(todo, max(0, n - report.resumed) * MAX_DRAWS_PER_ROW)
     out.parent.mkdir(parents=True, exist_ok=True)
     with open(out, "a", encoding="utf-8") as f, ThreadPoolExecutor(workers) as pool:
         for result in ordered(pool, todo, pairs):
-            on_row()
+            if report.resumed + report.written >= n:
+                break
             if isinstance(result, str):
                 report.bad[result] += 1
             elif result["prompt"] in seen_prompts:
@@ -114,6 +122,7 @@ def collect(
                 seen_prompts.add(result["prompt"])
                 f.write(json.dumps(result, ensure_ascii=False) + "\n")
                 report.written += 1
+                on_row()
                 if report.written % 256 == 0:
                     f.flush()
         f.flush()
@@ -121,10 +130,11 @@ def collect(
     return report
 
 
-def ordered(pool: ThreadPoolExecutor, todo: list[tuple[Task, int]], pairs: bool) -> Iterator[dict[str, Any] | str]:
+def ordered(pool: ThreadPoolExecutor, todo: Iterator[tuple[Task, int]], pairs: bool) -> Iterator[dict[str, Any] | str]:
     """Rows in plan order, computed a window ahead on the pool (so memory stays flat for any n)."""
     ahead = iter(todo)
     pending = deque(pool.submit(safe_row, task, id, pairs) for task, id in itertools.islice(ahead, 64))
+    # On early exit the window's pending futures still run to completion: a bounded cost of 64 rows.
     while pending:
         result = pending.popleft().result()
         for task, id in itertools.islice(ahead, 1):

@@ -157,7 +157,7 @@ def collatz(n: int) -> int:
 @dataclass(frozen=True)
 class Problem:
     family: str
-    statement: str
+    statement: str  # ends with one worked example (an input that is not among the hidden tests)
     solution: str
     tests: list[tuple[str, str]]  # (stdin, expected stdout)
 
@@ -170,7 +170,9 @@ def generate(rng: random.Random, n_tests: int) -> Problem:
         text = family.make_input(rng)
         if text not in inputs:
             inputs.append(text)
-        if len(inputs) == n_tests:
+        if len(inputs) == n_tests + 1:
             break
-    tests = [(text, family.solve(text, params)) for text in inputs]
-    return Problem(family.name, family.statement.format(**params), family.solution.format(**params), tests)
+    example, tests = inputs[0], [(text, family.solve(text, params)) for text in inputs[1:] or inputs]
+    shown = f"{family.statement.format(**params)}\nExample input:\n{example}\nExample output:\n"
+    shown += family.solve(example, params)
+    return Problem(family.name, shown, family.solution.format(**params), tests)
