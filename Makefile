@@ -6,7 +6,13 @@ BIN     := $(VENV)/bin
 TORCH   ?= torch==2.13.0
 STAMP   := $(VENV)/.installed
 
-.PHONY: demo test test-fast bench lint clean docs
+.PHONY: demo test test-fast bench lint clean docs sandbox
+
+# bubblewrap isolates model-written programs; without it the sandbox falls back to resource limits and says so.
+sandbox:
+	@command -v bwrap >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+		{ apt-get install -y -q bubblewrap >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q bubblewrap >/dev/null; }; }; } || \
+		echo "warning: bubblewrap is missing and cannot be installed here (sudo apt-get install bubblewrap)"
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PY) -m venv $(VENV)
@@ -15,19 +21,20 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e ".[test]"
 	touch $(STAMP)
 
-demo: $(STAMP)
+demo: $(STAMP) sandbox
 	$(BIN)/trainguard run examples/quickstart.yaml --overwrite
 
-test: $(STAMP)
+test: $(STAMP) sandbox
 	$(BIN)/ruff check src tests bench
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/python -m pytest -q
 
-test-fast: $(STAMP)
+test-fast: $(STAMP) sandbox
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/python -m pytest -q -m "not slow"
 
 bench: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python bench/engine_overhead.py --steps 100
 	HF_HUB_OFFLINE=1 $(BIN)/trainguard faults bench --out bench/faults.json
+	$(BIN)/python bench/sandbox.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench

@@ -50,7 +50,6 @@ def test_fallback_warns_what_is_not_isolated():
     detect.cache_clear()
     with pytest.warns(RuntimeWarning, match="SANDBOX NOT ISOLATED.*network"):
         isolation = detect("rlimits")
-    detect.cache_clear()
     with SandboxPool(workers=1, limits=Limits(timeout=1.0), isolation="rlimits") as fallback:
         assert fallback.isolation.bwrap is None
         assert fallback.run("print(6 * 7)").stdout == "42\n"
