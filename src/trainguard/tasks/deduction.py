@@ -74,7 +74,8 @@ class DeductionTask(ProgramTask):
     def wrong_completion(self, instance: Instance, rng: random.Random) -> str:
         """The reference with one small edit applied (checked wrong by the caller); an empty program if none fits."""
         program = last_python_block(instance.reference) or ""
-        edits = [(a, b) for a, b in MUTATIONS if a in program]
+        # Edits inside a `while` loop tend to make it endless, and every endless test costs a full timeout.
+        edits = [(a, b) for a, b in (MUTATIONS[-1:] if "while" in program else MUTATIONS) if a in program]
         if not edits:
             return "```python\nprint()\n```"
         a, b = rng.choice(edits)

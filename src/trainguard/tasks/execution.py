@@ -17,7 +17,9 @@ class ProgramTaskConfig(TaskConfig):
         (1, 5), description="Generator difficulty 1–5: a number, or [low, high] drawn per instance."
     )
     path: str | None = Field(None, description="Local JSONL or Parquet file to draw instances from instead.")
-    timeout: float = Field(2.0, gt=0, le=60, description="Seconds each program may run in the sandbox.")
+    timeout: float = Field(
+        1.0, gt=0, le=60, description="Seconds each program may run in the sandbox (references need milliseconds)."
+    )
 
 
 class ProgramTask(Task):
