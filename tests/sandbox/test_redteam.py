@@ -4,15 +4,14 @@ Fork and memory bombs run only after a canary has shown that the process and mem
 sandbox fails a test instead of taking the machine down.
 """
 
-import os
 import socket
 import textwrap
 import threading
-from pathlib import Path
 
 import pytest
 
 from trainguard.sandbox import Limits, SandboxPool
+from trainguard.sandbox.worker import descendants
 
 LIMITS = Limits(timeout=3.0, memory_mb=256, processes=16, file_mb=8, output_kb=256)
 
@@ -30,20 +29,7 @@ def run(pool: SandboxPool, source: str, **overrides):
 
 def residue(pool: SandboxPool) -> list[int]:
     """Host pids left in the worker's process tree besides bubblewrap and the worker itself."""
-    worker = pool.workers[0]
-    tree, frontier = set(), {worker.proc.pid}
-    parents = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_bytes()
-                parents[int(entry)] = int(stat[stat.rindex(b")") + 2 :].split()[1])
-            except (OSError, ValueError):
-                pass
-    while frontier:
-        frontier = {pid for pid, parent in parents.items() if parent in frontier}
-        tree |= frontier
-    return sorted(tree)[1:]  # bubblewrap's sandbox init is the worker; anything beyond it is residue
+    return sorted(descendants(pool.workers[0].proc.pid))[1:]  # the smallest is the worker (sandbox PID 1)
 
 
 @pytest.fixture(scope="module")
