@@ -24,16 +24,17 @@ from accelerate import Accelerator
 
 from trainguard.config import ModelSection, OptimizerSection, StageSection
 from trainguard.data.batches import collate
-from trainguard.data.sources import SFTSource, tokenize_all
+from trainguard.data.sources import RecordSource, tokenize_all
 from trainguard.engine.checkpoint import Checkpointer
-from trainguard.engine.loop import Engine
-from trainguard.engine.optim import build_optimizer, trainable_parameters
+from trainguard.engine.loop import Engine, RunServices, StagePieces
+from trainguard.engine.optim import build_optimizer
 from trainguard.engine.outcome import Hooks
 from trainguard.engine.schedule import lr_at
 from trainguard.engine.state import TrainState
 from trainguard.guard.guard import Guard, GuardSection
 from trainguard.models.loading import build_model
 from trainguard.models.tokenizer import byte_tokenizer
+from trainguard.objectives import ObjectiveContext
 from trainguard.objectives.sft import SFTConfig, SFTObjective
 from trainguard.tasks import build_task
 from trainguard.track.sinks import Sinks, StoreSink
@@ -130,7 +131,7 @@ def make_engine(init, examples, tok, stage: StageSection, total: int, tmp: Path,
     """The real Engine with its metrics and SQLite store; returns (engine, store)."""
     model = copy.deepcopy(init)
     accelerator = Accelerator(cpu=True)
-    opt = build_optimizer(trainable_parameters({"model": model}), stage.optimizer)
+    opt = build_optimizer({"model": model}, stage.optimizer)
     model, opt = accelerator.prepare(model, opt)
     store = MetricStore(tmp / f"metrics-{guard is not None}.db")
     hooks = Hooks(
@@ -139,22 +140,18 @@ def make_engine(init, examples, tok, stage: StageSection, total: int, tmp: Path,
         forget_after=store.truncate_after,
         decode=lambda ids: tok.batch_decode(ids, skip_special_tokens=True),
     )
-    engine = Engine(
+    pieces = StagePieces(
         stage=stage,
-        stage_index=0,
-        model=model,
-        objective=SFTObjective(SFTConfig()),
-        source=SFTSource(examples, stage.batch_size, 0, tok.pad_token_id),
-        eval_batches=[],
-        optimizer=opt,
-        accelerator=accelerator,
-        state=TrainState(),
+        index=0,
         total_steps=total,
-        sinks=Sinks([StoreSink(store)]),
-        checkpointer=Checkpointer(tmp / "ck"),
-        hooks=hooks,
+        model=model,
+        objective=SFTObjective(SFTConfig(), ObjectiveContext(model, tok)),
+        source=RecordSource(examples, stage.batch_size, 0, tok.pad_token_id),
+        optimizer=opt,
         guard=guard,
     )
+    services = RunServices(accelerator, TrainState(), Sinks([StoreSink(store)]), Checkpointer(tmp / "ck"), hooks)
+    engine = Engine(pieces, services)
     model.train()
     return engine, store
 
@@ -175,7 +172,7 @@ def main() -> None:
     examples, _ = tokenize_all([task.record(i) for i in range(4000)], tok, 64)
     init = build_model(ModelSection(preset="tiny"), tok, 64, seed=0)
     n_params = sum(p.numel() for p in init.parameters())
-    src = SFTSource(examples, args.batch_size, 0, tok.pad_token_id)  # the same stream the engine draws
+    src = RecordSource(examples, args.batch_size, 0, tok.pad_token_id)  # the same stream the engine draws
     picks = [
         [examples[src.sample_index(i)] for i in range(s * args.batch_size, (s + 1) * args.batch_size)]
         for s in range(total)
@@ -197,7 +194,7 @@ def main() -> None:
     engines = {"trainguard": bare, "trainguard+guard": guarded}
     hand_model = copy.deepcopy(init)
     hand_model.train()
-    hand_opt = build_optimizer(trainable_parameters({"model": hand_model}), OptimizerSection(lr=LR))
+    hand_opt = build_optimizer({"model": hand_model}, OptimizerSection(lr=LR))
 
     arms = [*engines, "hand"]
     times: dict[str, list[float]] = {a: [] for a in arms}

@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 
 from trainguard.cli import app
 from trainguard.config import StageSection
-from trainguard.engine.pipeline import stage_steps
+from trainguard.engine.stage import stage_steps
 
 runner = CliRunner()
 

@@ -103,7 +103,7 @@ def test_sft_run_fills_the_run_folder_and_learns(make_config, tmp_path):
 
     inspected = invoke("inspect", str(run / "checkpoints" / "step-000030"))
     assert inspected.exit_code == 0 and "model.safetensors" in inspected.output and "MISMATCH" not in inspected.output
-    blob = run / "checkpoints" / "step-000030" / "optimizer.pt"
+    blob = run / "checkpoints" / "step-000030" / "state.pt"
     data = bytearray(blob.read_bytes())
     data[len(data) // 2] ^= 0xFF
     blob.write_bytes(bytes(data))

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from trainguard.data.batches import TokenizedExample, collate
+from trainguard.objectives import ObjectiveContext
 from trainguard.objectives.sft import SFTConfig, SFTObjective, token_cross_entropy_sum
 
 
@@ -28,11 +29,12 @@ class UniformModel(nn.Module):
 def test_completion_only_counts_completion_targets():
     batch = collate([TokenizedExample([1, 2, 3, 0], 2)], pad_id=0)
     batch.token_mask[0, 3] = True  # pretend the last 0 is a real (EOS-like) token
-    completion = SFTObjective(SFTConfig(loss_on="completion"))
-    everything = SFTObjective(SFTConfig(loss_on="all"))
+    ctx = ObjectiveContext(UniformModel(4), tokenizer=None)
+    completion = SFTObjective(SFTConfig(loss_on="completion"), ctx)
+    everything = SFTObjective(SFTConfig(loss_on="all"), ctx)
     # targets are positions 1..3; completion positions are 2 and 3
     assert completion.weight(batch) == 2 and everything.weight(batch) == 3
-    loss = completion.loss(UniformModel(4), batch).loss_sum
+    loss = completion.loss(UniformModel(4), batch).total
     assert math.isclose(loss.item(), 2 * math.log(4), rel_tol=1e-6)
 
 
@@ -59,15 +61,15 @@ def test_accumulated_micro_batches_give_the_big_batch_gradient():
             return Out(self.head(self.emb(input_ids)))
 
     model = LM()
-    obj = SFTObjective(SFTConfig())
+    obj = SFTObjective(SFTConfig(), ObjectiveContext(model, tokenizer=None))
     exs = [TokenizedExample([1, 2, 3, 4, 5], 2), TokenizedExample([6, 7], 1), TokenizedExample([8, 9, 1], 1)]
     big = collate(exs, pad_id=0)
-    (obj.loss(model, big).loss_sum / obj.weight(big)).backward()
+    (obj.loss(model, big).total / obj.weight(big)).backward()
     want = [p.grad.clone() for p in model.parameters()]
     model.zero_grad()
     micro = [collate(exs[:1], 0), collate(exs[1:], 0)]  # unequal token counts: a mean of means would be wrong
     units = sum(obj.weight(m) for m in micro)
     for m in micro:
-        (obj.loss(model, m).loss_sum / units).backward()
+        (obj.loss(model, m).total / units).backward()
     for g, w in zip((p.grad for p in model.parameters()), want, strict=True):
         torch.testing.assert_close(g, w)

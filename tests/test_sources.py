@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from trainguard.data.batches import TokenizedExample, collate
-from trainguard.data.sources import SFTSource
+from trainguard.data.sources import RecordSource
 from trainguard.errors import DataError
 
 
@@ -17,7 +17,7 @@ def firsts(batch) -> list[int]:
 
 
 def test_every_record_is_seen_once_per_epoch():
-    src = SFTSource(examples(10), batch_size=5, seed=3, pad_id=99)
+    src = RecordSource(examples(10), batch_size=5, seed=3, pad_id=99)
     seen = firsts(src.next_batch()) + firsts(src.next_batch())
     assert sorted(seen) == list(range(10))
     assert src.epoch == 1.0
@@ -25,26 +25,26 @@ def test_every_record_is_seen_once_per_epoch():
 
 
 def test_cursor_alone_restores_the_stream():
-    a = SFTSource(examples(7), batch_size=3, seed=1, pad_id=0)
+    a = RecordSource(examples(7), batch_size=3, seed=1, pad_id=0)
     for _ in range(4):
         a.next_batch()
-    b = SFTSource(examples(7), batch_size=3, seed=1, pad_id=0)
+    b = RecordSource(examples(7), batch_size=3, seed=1, pad_id=0)
     b.load_state_dict(a.state_dict())
     assert [firsts(a.next_batch()) for _ in range(5)] == [firsts(b.next_batch()) for _ in range(5)]
 
 
-def test_skip_moves_past_batches():
-    a = SFTSource(examples(9), batch_size=2, seed=0, pad_id=0)
-    b = SFTSource(examples(9), batch_size=2, seed=0, pad_id=0)
+def test_skip_past_moves_to_the_position_at_the_alert():
+    a = RecordSource(examples(9), batch_size=2, seed=0, pad_id=0)
+    b = RecordSource(examples(9), batch_size=2, seed=0, pad_id=0)
     a.next_batch(), a.next_batch()
-    b.skip(2)
+    assert b.skip_past(a.state_dict()) == 4  # samples skipped
     assert firsts(a.next_batch()) == firsts(b.next_batch())
 
 
 def test_changed_data_refuses_to_resume():
-    a = SFTSource(examples(5), batch_size=2, seed=0, pad_id=0)
+    a = RecordSource(examples(5), batch_size=2, seed=0, pad_id=0)
     with pytest.raises(DataError, match="data changed"):
-        SFTSource(examples(6), batch_size=2, seed=0, pad_id=0).load_state_dict(a.state_dict())
+        RecordSource(examples(6), batch_size=2, seed=0, pad_id=0).load_state_dict(a.state_dict())
 
 
 def test_collate_pads_right_and_masks_the_completion():

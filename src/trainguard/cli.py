@@ -199,7 +199,7 @@ def faults_bench(
 ) -> None:
     """Every fault x 3 onsets x 2 magnitudes plus clean runs: detection, latency, action, recovery."""
     from trainguard.atomic import atomic_write_json
-    from trainguard.guard.bench import run_bench
+    from trainguard.fault_bench import run_bench
     from trainguard.ui.bench_table import bench_table
 
     quiet_libraries()

@@ -1,28 +1,43 @@
 """The run file: a pydantic tree validated up front, so a bad field fails before any training starts.
 
-Each field is documented once, here; the same text feeds `trainguard config schema` and the README.
+Each field is documented once, where it is declared (each plug-in's config beside its class); this module
+assembles the tree. The same text feeds `trainguard config schema` and the README.
 """
 
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Any, Literal
 
 import yaml
-from pydantic import (
-    BeforeValidator,
-    Discriminator,
-    Field,
-    Tag,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import Field, SerializeAsAny, ValidationError, field_validator, model_validator
 
+from trainguard.data.config import DataSection, DataSource, FileSource, TaskSource
+from trainguard.data.sources import SOURCES, RecordSourceConfig, SourceConfig
+from trainguard.engine.optim import OptimizerSection
+from trainguard.engine.schedule import ScheduleSection
 from trainguard.errors import ConfigError
 from trainguard.guard.faults import FaultSpec
 from trainguard.guard.guard import GuardSection
-from trainguard.objectives import OBJECTIVES
+from trainguard.models.config import LoraSection, ModelSection, TokenizerSection
+from trainguard.objectives import OBJECTIVES, ObjectiveConfig
+from trainguard.plugins import load_plugin, resolve_plugin
 from trainguard.section import Section
 from trainguard.tasks import TASKS
+
+__all__ = [
+    "DataSection",
+    "DataSource",
+    "FileSource",
+    "LoraSection",
+    "ModelSection",
+    "OptimizerSection",
+    "RunConfig",
+    "ScheduleSection",
+    "StageSection",
+    "TaskSource",
+    "TokenizerSection",
+    "load_config",
+    "parse_config",
+]
 
 
 class RunSection(Section):
@@ -40,124 +55,77 @@ class RunSection(Section):
     )
 
 
-class LoraSection(Section):
-    r: int = Field(64, ge=1, description="LoRA rank (seed default 64).")
-    alpha: float = Field(
-        128, gt=0, description="LoRA scaling numerator: updates scale by alpha / r (seed default 128)."
-    )
-    dropout: float = Field(0.05, ge=0, lt=1, description="Dropout on the LoRA input (seed default 0.05).")
-    target_modules: list[str] = Field(
-        ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
-        min_length=1,
-        description="Module names that get adapters (seed default: attention and MLP projections).",
-    )
+def _plugin_config(registry: Any, kind: str, value: Any) -> Any:
+    """Validate a `{name: ..., ...}` mapping (or a bare name) against the config class its plug-in registered."""
+    if isinstance(value, str):
+        value = {"name": value}
+    if not isinstance(value, dict):
+        return value
+    name = value.get("name")
+    if name not in registry:
+        raise ValueError(f"unknown {kind} {name!r}; allowed: {', '.join(registry.names())}")
+    return registry.get(name).Config.model_validate(value)
 
 
-class ModelSection(Section):
-    preset: Literal["tiny", "small", "base"] | None = Field(
-        None, description="Llama-style model built from a config with random init: tiny ~1M, small ~10M, base ~50M."
-    )
-    path: str | None = Field(None, description="Local folder of a Hugging Face causal LM (loaded offline).")
-    dtype: Literal["float32", "bfloat16", "float16"] = Field("float32", description="Dtype of the weights.")
-    lora: LoraSection | None = Field(None, description="Train LoRA adapters (peft) instead of all weights.")
-
-    @field_validator("path")
-    @classmethod
-    def _local_model(cls, path: str | None) -> str | None:
-        if path is not None and not (Path(path) / "config.json").is_file():
-            raise ValueError(f"{path!r} is not a local Hugging Face model folder (no config.json)")
-        return path
-
-    @model_validator(mode="after")
-    def _one_source(self) -> "ModelSection":
-        if (self.preset is None) == (self.path is None):
-            raise ValueError("set exactly one of 'preset' (tiny, small, base) or 'path'")
-        return self
-
-
-class TokenizerSection(Section):
-    path: str | None = Field(
-        None, description="Local tokenizer folder; default: the model folder's, or the byte-level one for presets."
-    )
-    max_length: int = Field(256, ge=8, description="Longest tokenised example; longer ones are truncated and counted.")
-
-
-class TaskSource(Section):
-    task: str = Field(description="Registered task that generates records from integer ids.")
-    n: int = Field(gt=0, description="Number of records (ids start .. start+n-1).")
-    start: int = Field(0, ge=0, description="First instance id.")
-    params: dict[str, Any] = Field(default_factory=dict, description="The task's own parameters.")
-
-    @model_validator(mode="after")
-    def _known_task(self) -> "TaskSource":
-        if self.task not in TASKS:
-            raise ValueError(f"unknown task {self.task!r}; allowed: {', '.join(TASKS.names())}")
-        TASKS.get(self.task).Config.model_validate(self.params)
-        return self
-
-
-class FileSource(Section):
-    path: Path = Field(description="JSONL file of {prompt, completion} records.")
-
-
-def _source_kind(value: Any) -> str:
-    is_file = isinstance(value, FileSource) or (isinstance(value, dict) and "path" in value)
-    return "file" if is_file else "task"
-
-
-DataSource = Annotated[
-    Union[Annotated[TaskSource, Tag("task")], Annotated[FileSource, Tag("file")]],  # noqa: UP007
-    Discriminator(_source_kind),
-]
-
-
-class DataSection(Section):
-    sources: list[DataSource] = Field(
-        min_length=1, description="Record sources, concatenated: {task, n, start, params} or {path}."
-    )
-    eval_fraction: float = Field(
-        0.1, ge=0, lt=1, description="Share of records held out for eval loss (default 90/10)."
-    )
-
-
-class OptimizerSection(Section):
-    name: Literal["adamw"] = Field("adamw", description="Optimizer (torch AdamW).")
-    lr: float = Field(2e-5, gt=0, description="Peak learning rate (seed default 2e-5).")
-    weight_decay: float = Field(0.01, ge=0, description="Decoupled weight decay on matrices (seed default 0.01).")
-    betas: tuple[float, float] = Field((0.9, 0.999), description="Adam betas.")
-    eps: float = Field(1e-8, gt=0, description="Adam epsilon.")
-
-
-class ScheduleSection(Section):
-    name: Literal["cosine", "constant"] = Field("cosine", description="LR schedule after warm-up.")
-    warmup_steps: int = Field(100, ge=0, description="Linear warm-up steps (seed default 100).")
-    min_lr_ratio: float = Field(0.1, ge=0, le=1, description="Final LR as a share of the peak (seed default 0.1).")
-
-
-def _objective_shorthand(value: Any) -> Any:
-    return {"name": value} if isinstance(value, str) else value
-
-
-ObjectiveSpec = Annotated[
-    Union[tuple(OBJECTIVES.get(n).Config for n in OBJECTIVES)],  # type: ignore[misc]  # noqa: UP007
-    Field(discriminator="name"),
-    BeforeValidator(_objective_shorthand),
-]
+STAGE_START = ("previous", "base")
 
 
 class StageSection(Section):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9._-]+$", description="Stage name (unique in the run).")
-    objective: ObjectiveSpec = Field(description=f"Objective: one of {', '.join(OBJECTIVES.names())}.")
-    max_steps: int | None = Field(None, gt=0, description="Optimizer steps in this stage (or set epochs).")
+    objective: SerializeAsAny[ObjectiveConfig] = Field(
+        description="Objective: a registered name (sft, or a plug-in's), or a mapping {name, ...its keys}."
+    )
+    source: SerializeAsAny[SourceConfig] = Field(
+        default_factory=RecordSourceConfig,
+        description="Where batches come from: {name: records} (the run's data, or `data:` of its own), or a "
+        "plug-in's source.",
+    )
+    init: str = Field(
+        "previous",
+        description="Where the trained model starts: previous (the last stage's export), base (the run's model), "
+        "an earlier stage's name, or a model folder.",
+    )
+    lora: LoraSection | Literal["inherit"] | None = Field(
+        "inherit", description="LoRA adapters for this stage: inherit (model.lora), a LoRA mapping, or null (full)."
+    )
+    freeze_base: bool = Field(False, description="Freeze the model's own weights: only adapters and heads train.")
+    reference: Literal["copy", "adapter"] | None = Field(
+        None,
+        description="Frozen reference policy: copy (of the stage's starting model) or adapter (the policy with its "
+        "LoRA adapter off: no second copy); never checkpointed.",
+    )
+    reward_model: str | None = Field(
+        None, description="Frozen reward model: an earlier stage's name or a model folder (with its heads/)."
+    )
+    max_steps: int | None = Field(None, gt=0, description="Engine steps in this stage (or set epochs).")
     epochs: float | None = Field(None, gt=0, description="Passes over the training records (or set max_steps).")
     batch_size: int = Field(8, gt=0, description="Examples per micro-batch.")
-    grad_accum: int = Field(1, gt=0, description="Micro-batches per optimizer step; loss is normalised over all.")
+    grad_accum: int = Field(1, gt=0, description="Micro-batches per engine step; loss is normalised over all.")
     optimizer: OptimizerSection = Field(default_factory=OptimizerSection, description="AdamW settings.")
     schedule: ScheduleSection = Field(default_factory=ScheduleSection, description="Warm-up and decay of the LR.")
     max_grad_norm: float | None = Field(1.0, gt=0, description="Clip the global grad norm to this (seed default 1.0).")
-    eval_every: int = Field(100, gt=0, description="Steps between eval-loss passes (and at the end).")
+    eval_every: int = Field(100, gt=0, description="Steps between evaluations (and at the end).")
     save_every: int = Field(500, gt=0, description="Steps between checkpoints (and at the end).")
     save_total_limit: int | None = Field(3, ge=1, description="Keep at most this many checkpoints; null keeps all.")
+    best_metric: str | None = Field(
+        None, description="Eval metric that picks best/ (default: the objective's, loss/eval for sft)."
+    )
+    best_mode: Literal["min", "max"] | None = Field(
+        None, description="Whether lower or higher best_metric is better (default: the objective's)."
+    )
+    guard: dict[str, Any] = Field(
+        default_factory=dict, description="Overrides of the run's guard settings for this stage (same keys)."
+    )
+
+    @field_validator("objective", mode="before")
+    @classmethod
+    def _objective(cls, value: Any) -> Any:
+        return _plugin_config(OBJECTIVES, "objective", value)
+
+    @field_validator("source", mode="before")
+    @classmethod
+    def _source(cls, value: Any) -> Any:
+        return _plugin_config(SOURCES, "source", value)
 
     @model_validator(mode="after")
     def _length(self) -> "StageSection":
@@ -196,6 +164,11 @@ class RunConfig(Section):
     tracking: TrackingSection = Field(default_factory=TrackingSection, description="Mirrors and progress display.")
     guard: GuardSection = Field(default_factory=GuardSection, description="Detectors, policies and rollback.")
     faults: list[FaultSpec] = Field(default_factory=list, description="Faults injected on purpose (tests, demos).")
+    plugins: list[str] = Field(
+        default_factory=list,
+        description="Python files (relative to this file or the working directory) or modules imported first: "
+        "their objectives, sources and actions become usable names.",
+    )
 
     @field_validator("stages")
     @classmethod
@@ -206,12 +179,56 @@ class RunConfig(Section):
             raise ValueError(f"stage names must be unique; repeated: {', '.join(dupes)}")
         return stages
 
+    @model_validator(mode="after")
+    def _stage_links(self) -> "RunConfig":
+        """Each stage's `init` and `reward_model` name an earlier stage or an existing model folder; an
+        `adapter` reference needs LoRA; guard overrides are valid guard settings."""
+        problems = []
+        for i, stage in enumerate(self.stages):
+            earlier = [s.name for s in self.stages[:i]]
+            for key, value, fixed in (("init", stage.init, STAGE_START), ("reward_model", stage.reward_model, ())):
+                if value is None or value in fixed or value in earlier:
+                    continue
+                if not (Path(value) / "config.json").is_file():
+                    allowed = ", ".join([*fixed, *earlier]) or "none"
+                    problems.append(
+                        f"stages.{i}.{key}: {value!r} is neither an earlier stage nor a model folder with a "
+                        f"config.json (earlier names: {allowed})"
+                    )
+            if stage.reference == "adapter" and self.stage_lora(i) is None:
+                problems.append(f"stages.{i}.reference: 'adapter' needs LoRA (set lora here or model.lora)")
+            try:
+                self.stage_guard(i)
+            except ValidationError as err:
+                problems.append(format_validation_error(err, f"stages.{i}.guard").replace(": <root>", ""))
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
+    def stage_lora(self, index: int) -> LoraSection | None:
+        lora = self.stages[index].lora
+        return self.model.lora if lora == "inherit" else lora  # type: ignore[return-value]
+
+    def stage_guard(self, index: int) -> GuardSection:
+        """The run's guard with the stage's overrides merged in, key by key."""
+        overrides = self.stages[index].guard
+        if not overrides:
+            return self.guard
+        return GuardSection.model_validate(deep_merge(self.guard.model_dump(), overrides))
+
     @property
     def run_dir(self) -> Path:
         return self.run.out_dir / self.run.name
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = deep_merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
 
 
 def format_validation_error(err: ValidationError, source: str) -> str:
@@ -221,7 +238,7 @@ def format_validation_error(err: ValidationError, source: str) -> str:
         loc = ".".join(str(p) for p in e["loc"] if not str(p).startswith(("function-", "tagged-union")))
         msg = e["msg"].removeprefix("Value error, ").removeprefix("Assertion failed, ")
         got = "" if e["type"] in ("missing", "value_error") else f" (got {e.get('input')!r:.60})"
-        lines.append(f"{source}: {loc or '<root>'}: {msg}{got}")
+        lines.append(f"{source}: {loc}: {msg}{got}" if loc else f"{source}: {msg}{got}")
     return "\n".join(lines)
 
 
@@ -238,9 +255,16 @@ def set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
         node[last] = value
 
 
-def parse_config(tree: Any, source: str = "config") -> RunConfig:
+def parse_config(tree: Any, source: str = "config", base: Path | None = None) -> RunConfig:
+    """Validate a parsed run file; its `plugins` are imported first (files resolved against `base`)."""
     if not isinstance(tree, dict):
         raise ConfigError(f"{source}: expected a mapping of sections (run, model, data, stages, ...)")
+    plugins = tree.get("plugins") or []
+    if not isinstance(plugins, list):
+        raise ConfigError(f"{source}: plugins: expected a list of Python files or module names")
+    tree["plugins"] = [resolve_plugin(str(p), base or Path.cwd()) for p in plugins]
+    for entry in tree["plugins"]:
+        load_plugin(entry)
     try:
         return RunConfig.model_validate(tree)
     except ValidationError as err:
@@ -269,4 +293,4 @@ def load_config(path: Path | str, overrides: list[str] | None = None) -> RunConf
             set_dotted(tree if isinstance(tree, dict) else {}, key, yaml.safe_load(raw))
         except (IndexError, ValueError, TypeError, KeyError):
             raise ConfigError(f"--set {item!r}: no such place in the config") from None
-    return parse_config(tree, str(path))
+    return parse_config(tree, str(path), path.parent)

@@ -8,9 +8,11 @@ from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
 from trainguard.config import RunConfig
+from trainguard.data.sources import SOURCES
 from trainguard.objectives import OBJECTIVES
 
 PIPE = "\\|"  # a literal | inside a markdown table cell
+PLUGIN_FIELDS = ("objective", "source")  # picked from a registry: their keys are listed per plug-in below
 
 
 def _models_in(annotation: Any) -> list[type[BaseModel]]:
@@ -40,13 +42,13 @@ def _rows(model: type[BaseModel], prefix: str) -> list[tuple[str, str, str, str]
     for name, field in model.model_fields.items():
         nested = [m for m in _models_in(field.annotation) if m is not model]
         key = f"{prefix}{name}"
-        if nested and name != "objective":
+        if name in PLUGIN_FIELDS:
+            rows.append((key, "name or mapping", _default(field), field.description or ""))
+        elif nested:
             rows.append((key, "section", _default(field), field.description or ""))
             suffix = "[]" if typing.get_origin(field.annotation) is list else ""
             for sub in dict.fromkeys(nested):
                 rows += _rows(sub, f"{key}{suffix}.")
-        elif name == "objective":
-            rows.append((key, "name or mapping", _default(field), field.description or ""))
         else:
             rows.append((key, f"`{_type_name(field.annotation)}`", _default(field), field.description or ""))
     return rows
@@ -57,13 +59,15 @@ def config_reference() -> str:
     for key, kind, default, desc in _rows(RunConfig, ""):
         kind, default, desc = (x.replace("|", PIPE) for x in (kind, default, desc))
         lines.append(f"| `{key}` | {kind} | {default} | {desc} |")
-    lines.append("")
-    lines.append("Objectives (`stages[].objective`):")
-    lines.append("")
-    for name in OBJECTIVES:
-        cfg = OBJECTIVES.get(name).Config
-        keys = ", ".join(f"`{k}` ({_default(f)}): {f.description}" for k, f in cfg.model_fields.items() if k != "name")
-        lines.append(f"- `{name}`: {keys or 'no keys'}")
+    registries: list[tuple[str, Any]] = [("Objectives (`stages[].objective`)", OBJECTIVES)]
+    registries.append(("Sources (`stages[].source`)", SOURCES))
+    for title, registry in registries:
+        lines += ["", f"{title}:", ""]
+        for name in registry:
+            cfg = registry.get(name).Config
+            fields = cfg.model_fields.items()
+            keys = ", ".join(f"`{k}` ({_default(f)}): {f.description}" for k, f in fields if k != "name")
+            lines.append(f"- `{name}`: {keys or 'no keys'}")
     return "\n".join(lines) + "\n"
 
 

@@ -36,13 +36,13 @@ def describe_checkpoint(path: Path, console: Console) -> bool:
             tensors = ckpt.tensors(name.removesuffix(".safetensors"))
             n = sum(t.numel() for t in tensors.values())
             console.print(f"{name}: {len(tensors)} tensors, {n:,} values")
-    state = ckpt.json("state")
+    state, tensors = ckpt.json("state"), ckpt.object("state")
     console.print(f"train state: {json.dumps(state['train'])}")
-    console.print(f"data cursor: {json.dumps(state['data'])}")
-    opt = ckpt.object("optimizer")
-    console.print(
-        f"optimizer: {len(opt['state'])} parameter states, {len(opt['param_groups'])} groups, "
-        f"lr {[g['lr'] for g in opt['param_groups']]}"
-    )
-    console.print(f"rng: {', '.join(ckpt.object('rng'))}")
+    console.print(f"source: {json.dumps(state.get('source'))}")
+    for key in sorted(set(state) - {"train", "source", "guard"}):
+        console.print(f"{key}: {json.dumps(state[key])[:200]}")
+    opt = tensors["optimizer"]
+    groups = [f"{g.get('module', '?')} {g['lr']:.3g}" for g in opt["param_groups"]]
+    console.print(f"optimizer: {len(opt['state'])} parameter states, {len(groups)} groups, lr {groups}")
+    console.print(f"rng: {', '.join(tensors['rng'])}")
     return True

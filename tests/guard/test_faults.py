@@ -37,7 +37,7 @@ def test_lr_spike_and_grad_faults():
         FaultSpec(kind="grad_spike", at_step=3, magnitude=10),
         FaultSpec(kind="inf_grad", at_step=4),
     )
-    assert f.lr(0.01, 3) == 1.0 and f.lr(0.01, 4) == 0.01
+    assert f.lr_factor(3) == 100 and f.lr_factor(3) == 1.0 and f.lr_factor(4) == 1.0  # once per step
     p = nn.Parameter(torch.ones(3))
     p.grad = torch.ones(3)
     f.grads([p], 3)

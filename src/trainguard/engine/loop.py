@@ -1,12 +1,14 @@
-"""The engine: runs one stage's optimizer steps, with the guard's decisions, eval and checkpoints between.
+"""The engine: runs one stage's steps, with the guard's decisions, evaluation and checkpoints between.
 
-`train_step` is the whole update, top to bottom: batches -> data checks -> loss -> backward -> clip ->
-(one host sync) -> detectors -> policy -> step or not. Post-update stats (weight norm, |Δw|/|w|) are read
-at the next step's sync, so the loop never waits on the device twice per step.
+`train_step` is the whole step, top to bottom: batches (the source gets the live policy) -> data checks ->
+inner updates (forward, loss terms, backward, clip; every update but the last is applied at once) -> one
+host sync -> detectors -> policy -> the last update applied or not. Post-update stats (weight norm,
+|Δw|/|w|) are read at the next step's sync, so the loop never waits on the device twice per step.
 """
 
 import math
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -14,148 +16,212 @@ from accelerate import Accelerator
 from torch import nn
 
 from trainguard.config import StageSection
-from trainguard.data.sources import SFTSource
+from trainguard.data.batches import TokenBatch
+from trainguard.data.sources import Source
 from trainguard.engine.checkpoint import Checkpoint, Checkpointer
-from trainguard.engine.evaluation import eval_loss
+from trainguard.engine.optim import set_group_lrs
 from trainguard.engine.outcome import GuardStop, Hooks, StageResult
 from trainguard.engine.schedule import lr_at
-from trainguard.engine.state import TrainState, capture_rng, restore_rng
+from trainguard.engine.state import Knobs, RngBundle, StateRegistry, TrainState, WorldMemory
 from trainguard.engine.stats import abs_max, global_norm, nonfinite_counts, update_norm
+from trainguard.engine.step import StepTensors
+from trainguard.errors import ConfigError
+from trainguard.guard.actions import ACTIONS
 from trainguard.guard.alerts import Alert
 from trainguard.guard.faults import FaultInjector
 from trainguard.guard.guard import Guard
-from trainguard.guard.policies import STRENGTH, Decision
+from trainguard.guard.policies import Decision
 from trainguard.models.loading import is_lora
-from trainguard.objectives import Objective
-from trainguard.track.sinks import Sinks
+from trainguard.objectives import Objective, StepPlugin
+
+
+@dataclass
+class StagePieces:
+    """What one stage trains, built by the pipeline (or a test) per stage."""
+
+    stage: StageSection
+    index: int
+    total_steps: int
+    model: nn.Module  # prepared by accelerate
+    objective: Objective
+    source: Source
+    optimizer: torch.optim.Optimizer
+    heads: dict[str, nn.Module] = field(default_factory=dict)  # the objective's trainables, prepared
+    plugins: list[StepPlugin] = field(default_factory=list)
+    guard: Guard | None = None
+    generation: Any = None
+
+
+@dataclass
+class RunServices:
+    """What lives across the run's stages."""
+
+    accelerator: Accelerator
+    state: TrainState
+    sinks: Any
+    checkpointer: Checkpointer
+    hooks: Hooks
+    knobs: Knobs = field(default_factory=Knobs)
+    world: WorldMemory = field(default_factory=WorldMemory)
+    faults: FaultInjector | None = None
+    checkpoint_meta: dict[str, Any] = field(default_factory=dict)
 
 
 class Engine:
-    """Trains one stage. Pieces are built by the pipeline and handed in; the engine owns only the loop."""
+    """Trains one stage; owns only the loop. Every resumable piece is in `self.registry`."""
 
-    def __init__(
-        self,
-        *,
-        stage: StageSection,
-        stage_index: int,
-        model: nn.Module,
-        objective: Objective,
-        source: SFTSource,
-        eval_batches: list[Any],
-        optimizer: torch.optim.Optimizer,
-        accelerator: Accelerator,
-        state: TrainState,
-        total_steps: int,
-        sinks: Sinks,
-        checkpointer: Checkpointer,
-        hooks: Hooks,
-        guard: Guard | None = None,
-        faults: FaultInjector | None = None,
-        generation: Any = None,
-        checkpoint_meta: dict[str, Any] | None = None,
-        progress: Any = None,
-    ) -> None:
-        self.stage, self.stage_index = stage, stage_index
-        self.model, self.objective, self.source = model, objective, source
-        self.eval_batches = eval_batches
-        self.optimizer, self.accelerator = optimizer, accelerator
-        self.state, self.total_steps = state, total_steps
-        self.sinks, self.checkpointer, self.hooks = sinks, checkpointer, hooks
-        self.guard, self.faults, self.generation = guard, faults, generation
-        self.checkpoint_meta, self.progress = checkpoint_meta or {}, progress
-        self.modules = {"model": model, **objective.trainable_modules()}
-        self.params = [p for m in self.modules.values() for p in m.parameters() if p.requires_grad]
-        self.result = StageResult(stage.name, 0)
-        self.rollbacks = 0  # the world's memory: a rollback does not undo it
+    def __init__(self, pieces: StagePieces, services: RunServices, progress: Any = None) -> None:
+        self.pieces, self.services, self.progress = pieces, services, progress
+        p, s = pieces, services
+        self.stage, self.model, self.objective, self.source = p.stage, p.model, p.objective, p.source
+        self.optimizer, self.guard, self.accelerator = p.optimizer, p.guard, s.accelerator
+        self.state, self.knobs, self.hooks, self.faults = s.state, s.knobs, s.hooks, s.faults
+        self.modules: dict[str, nn.Module] = {"model": p.model, **p.heads}
+        self.params = [q for m in self.modules.values() for q in m.parameters() if q.requires_grad]
+        self.policy = self.accelerator.unwrap_model(p.model)
+        self.eval_data = p.source.eval_data()
+        self.result = StageResult(p.stage.name, 0)
         self._post: tuple[int, torch.Tensor] | None = None  # (step, [weight_norm, update_norm]) not yet read
+        self.registry = StateRegistry()
+        for key, piece in (("train", s.state), ("optimizer", p.optimizer), ("source", p.source)):
+            self.registry.register(key, piece)
+        self.registry.register("objective", p.objective)
+        for plugin in p.plugins:
+            self.registry.register(f"plugin/{plugin.key}", plugin)
+        if p.guard is not None:
+            self.registry.register("guard", p.guard)
+        self.registry.register("knobs", s.knobs, on_rollback="keep")
+        self.registry.register("world", s.world, on_rollback="keep")
+        if s.faults is not None:
+            self.registry.register("faults", s.faults, on_rollback="keep")
+        self.registry.register("rng", RngBundle())  # last: restoring the others must not move it
 
     # -- the step --------------------------------------------------------------------------------------
-    def lr(self) -> float:
-        s = self.stage.schedule
-        peak = self.stage.optimizer.lr * self.state.lr_scale
-        return lr_at(self.state.stage_step, peak, self.total_steps, s.warmup_steps, s.min_lr_ratio, s.name)
+    def set_lrs(self, step: int) -> dict[str, float]:
+        """Each param group's base LR x the LR scale, through the schedule (and an injected LR fault)."""
+        sched, scale = self.stage.schedule, self.knobs["lr_scale"]
+        boost = self.faults.lr_factor(step) if self.faults is not None else 1.0
+
+        def factor(base: float) -> float:
+            peak = base * scale
+            return lr_at(self.state.stage_step, peak, self.pieces.total_steps, sched.warmup_steps,
+                         sched.min_lr_ratio, sched.name) * boost
+
+        return set_group_lrs(self.optimizer, factor)
 
     def train_step(self) -> tuple[dict[str, float], list[Alert], Decision]:
         t0 = time.perf_counter()
-        step, device, faults = self.state.global_step + 1, self.accelerator.device, self.faults
-        micro = [self.source.next_batch() for _ in range(self.stage.grad_accum)]
+        step, faults = self.state.global_step + 1, self.faults
+        micro = [self.source.next_batch(self.policy) for _ in range(self.stage.grad_accum)]
         if faults is not None:
-            micro = [faults.batch(mb, step) for mb in micro]
+            micro = [faults.batch(mb, step) if isinstance(mb, TokenBatch) else mb for mb in micro]
             faults.model(self.model, step, self.optimizer)
         alerts = self.check_batches(micro, step)
         early = self.guard.decide(alerts) if self.guard is not None else Decision()
-        if STRENGTH[early.action] >= STRENGTH["skip_step"]:
+        if early.at_least("skip_step"):
             return {"guard/skipped": 1.0}, alerts, early  # never even run the bad batch
 
-        units = max(sum(self.objective.weight(mb) for mb in micro), 1)  # normaliser over the whole window
-        n_tokens = sum(mb.n_tokens for mb in micro)
+        lrs = self.set_lrs(step)
         watch = self.guard is not None and self.guard.activations.due(step)
         if watch:
             self.guard.activations.attach(self.model)
-        loss_total = torch.zeros((), device=device)
-        for mb in micro:
-            with self.accelerator.autocast():
-                out = self.objective.loss(self.model, mb.to(device))
-            loss = out.loss_sum / units
-            if faults is not None:
-                loss = faults.loss(loss, step)
-            self.accelerator.backward(loss)
-            loss_total += loss.detach()
-        act_metrics, act_alerts = self.guard.activations.collect(step) if watch else ({}, [])
-
-        lr = self.lr() if faults is None else faults.lr(self.lr(), step)
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
-        if faults is not None:
-            faults.grads(self.params, step)
-        grads = [p.grad for p in self.params if p.grad is not None]
-        grad_max = abs_max(grads)
-        if self.stage.max_grad_norm is not None:
-            grad_norm = self.accelerator.clip_grad_norm_(self.params, self.stage.max_grad_norm)
-        else:
-            grad_norm = global_norm(grads)
-        previous = self._post
-        synced = [loss_total, grad_norm.float(), grad_max.float(), *(previous[1] if previous else [])]
-        values = torch.stack(synced).tolist()  # the step's one host sync
-        loss_v, gnorm, gmax = values[:3]
-        if previous is not None:
-            alerts += self.read_post(previous[0], values[3:])
-        nan_count, inf_count = (0, 0) if math.isfinite(gnorm) else nonfinite_counts(grads)
-        metrics = {
-            "loss/train": loss_v,
-            "opt/lr": lr,
-            "grad/norm": gnorm,
-            "grad/max": gmax,
-            "grad/nan_count": nan_count,
-            "grad/inf_count": inf_count,
-            **act_metrics,
-        }
-        decision = Decision()
-        if self.guard is not None:
-            alerts += act_alerts + self.guard.observe(metrics, step, "pre")
-            self.guard.note(act_alerts)
-            decision = self.guard.decide(alerts)
-
-        if STRENGTH[decision.action] >= STRENGTH["skip_step"]:
-            self.optimizer.zero_grad(set_to_none=True)
-            metrics["guard/skipped"] = 1.0
-        else:
-            before = [p.detach().clone() for p in self.params]
+        acc = StepTensors(self.accelerator.device)
+        updates = self.objective.plan(micro)
+        before: list[torch.Tensor] | None = None
+        applied = 0
+        for k, update in enumerate(updates):
+            self.backward(update, step, acc)
+            if k == len(updates) - 1:
+                break  # the last update waits for the guard
+            before = before or [q.detach().clone() for q in self.params]
             self.optimizer.step()
             self.optimizer.zero_grad(set_to_none=True)
-            after = [p.detach() for p in self.params]
+            applied += 1
+            key = self.objective.early_stop_key
+            if key is not None and self.objective.stop_early(acc.last_metric(key)):
+                break  # one extra sync per inner update, only when the objective asks for it
+        pending = applied < acc.updates
+        act_metrics, act_alerts = self.guard.activations.collect(step) if watch else ({}, [])
+
+        previous = self._post
+        metrics, norms, post = acc.sync(list(previous[1]) if previous else [])  # the step's one host sync
+        if previous is not None:
+            alerts += self.read_post(previous[0], post)
+        if not math.isfinite(metrics["grad/norm"]):
+            nan, inf = nonfinite_counts([q.grad for q in self.params if q.grad is not None])
+        else:
+            nan, inf = 0, 0
+        metrics |= {"opt/lr": lrs.pop("model", next(iter(lrs.values()), 0.0))}
+        metrics |= {f"opt/lr/{key}": lr for key, lr in lrs.items()}
+        metrics |= {"grad/nan_count": nan, "grad/inf_count": inf, **act_metrics}
+        decision = self.decide(metrics, alerts, act_alerts, norms[:applied], step)
+
+        if pending and decision.at_least("skip_step"):
+            self.optimizer.zero_grad(set_to_none=True)
+            metrics["guard/skipped"] = 1.0
+        elif pending:
+            before = before or [q.detach().clone() for q in self.params]
+            self.optimizer.step()
+            self.optimizer.zero_grad(set_to_none=True)
+        if before is not None and "guard/skipped" not in metrics:
+            after = [q.detach() for q in self.params]
             self._post = (step, torch.stack([global_norm(after), update_norm(after, before)]))
+        metrics["opt/inner_updates"] = acc.updates
         dt = time.perf_counter() - t0
+        n_tokens = sum(getattr(mb, "n_tokens", 0) for mb in micro)
         self.state.tokens_seen += n_tokens
         metrics |= {"perf/tokens_per_s": n_tokens / dt, "perf/step_time_s": dt, "data/epoch": self.source.epoch}
         return metrics, alerts, decision
+
+    def backward(self, update: list[Any], step: int, acc: StepTensors) -> None:
+        """One inner update's forward and backward over its micro-batches, then the clip."""
+        units = max(sum(self.objective.weight(mb) for mb in update), 1)  # normaliser over the whole update
+        for mb in update:
+            with self.accelerator.autocast():
+                out = self.objective.loss(self.model, mb.to(self.accelerator.device))
+                for plugin in self.pieces.plugins:
+                    out.terms |= plugin.terms(mb, out)
+            loss = out.total / units
+            if self.faults is not None:
+                loss = self.faults.loss(loss, step)
+            self.accelerator.backward(loss)
+            acc.add_micro(loss, out, units)
+        if self.faults is not None:
+            self.faults.grads(self.params, step)
+        grads = [q.grad for q in self.params if q.grad is not None]
+        grad_max = abs_max(grads)  # before the clip scales them
+        norm = None
+        if self.stage.max_grad_norm is not None:
+            norm = self.accelerator.clip_grad_norm_(self.params, self.stage.max_grad_norm * self.knobs["clip_scale"])
+        acc.add_grads(grads, grad_max, norm)
+
+    def decide(
+        self, metrics: dict[str, float], alerts: list[Alert], act_alerts: list[Alert], applied: list[float], step: int
+    ) -> Decision:
+        if self.guard is None:
+            return Decision()
+        grace = self.state.stage_step < self.guard.config.grace_steps
+        alerts += act_alerts + self.guard.observe(metrics, step, "pre", grace=grace)
+        self.guard.note(act_alerts)
+        decision = self.guard.decide(alerts)
+        if any(not math.isfinite(n) for n in applied):  # already in the weights: only a rollback undoes it
+            why = "roll back: a non-finite update was applied"
+            alert = Alert("nonfinite", "critical", step, math.nan, 0.0, why, {"applied_updates": len(applied)})
+            alerts.append(alert)
+            self.guard.note([alert])
+            decision = Decision("rollback", [alert])
+        return decision
 
     def check_batches(self, micro: list[Any], step: int) -> list[Alert]:
         if self.guard is None or self.guard.data is None:
             return []
         alerts = []
         for mb in micro:
-            texts = self.hooks.decode(mb.input_ids) if self.hooks.decode else []
+            if not hasattr(mb, "input_ids") or not hasattr(mb, "token_mask"):
+                continue  # data checks apply to token batches
+            texts = getattr(mb, "texts", None)
+            if texts is None:
+                texts = self.hooks.decode(mb.input_ids) if self.hooks.decode else []
             alerts += self.guard.data.check_batch(mb.input_ids, mb.token_mask, texts, step)
         self.guard.note(alerts)
         return alerts
@@ -164,7 +230,7 @@ class Engine:
         """Log a step's post-update stats (read one step late) and run the post-update detectors on them."""
         wnorm, unorm = values
         post = {"weights/norm": wnorm, "weights/update_ratio": unorm / wnorm if wnorm > 0 else 0.0}
-        self.sinks.log(post, step, self.stage.name)
+        self.services.sinks.log(post, step, self.stage.name)
         self.result.last.update(post)
         self._post = None
         return self.guard.observe(post, step, "post") if self.guard is not None else []
@@ -176,27 +242,45 @@ class Engine:
                 self.hooks.alert(alert)
 
     # -- between steps ---------------------------------------------------------------------------------
+    def train_mode(self, on: bool) -> None:
+        for module in self.modules.values():
+            module.train(on)
+
+    def best_rule(self) -> tuple[str, str]:
+        return (self.stage.best_metric or self.objective.best_metric, self.stage.best_mode or self.objective.best_mode)
+
     def evaluate(self) -> None:
-        if not self.eval_batches:
+        if not self.eval_data:
             return
-        loss = eval_loss(self.model, self.objective, self.eval_batches, self.accelerator)
-        self.log({"loss/eval": loss, "loss/eval_ppl": math.exp(min(loss, 50.0))})
-        best = self.state.best_eval_loss
-        if math.isfinite(loss) and (best is None or loss < best):
-            self.state.best_eval_loss = loss
+        self.train_mode(False)
+        try:
+            metrics = self.objective.evaluate(self.model, self.eval_data, self.accelerator)
+        finally:
+            self.train_mode(True)
+        self.log(metrics)
+        key, mode = self.best_rule()
+        if key not in metrics:
+            raise ConfigError(
+                f"stages.{self.pieces.index}.best_metric: {key!r} is not an eval metric of this objective; "
+                f"available: {', '.join(sorted(metrics))}"
+            )
+        value, best = metrics[key], self.state.best_value
+        if math.isfinite(value) and (best is None or (value < best if mode == "min" else value > best)):
+            self.state.best_value = value
             if self.hooks.on_best is not None:
                 self.hooks.on_best()
-                self.hooks.event("best", f"new best eval loss {loss:.4f}", eval_loss=loss)
+                self.hooks.event("best", f"new best {key} {value:.4f}", metric=key, value=value)
 
     def log(self, metrics: dict[str, float]) -> None:
-        self.sinks.log(metrics, self.state.global_step, self.stage.name)
+        self.services.sinks.log(metrics, self.state.global_step, self.stage.name)
         self.result.last.update(metrics)
 
     def fit(self) -> StageResult:
         """Run steps until the stage's budget is spent; safe to call on a stage that a checkpoint ended."""
-        self.model.train()
+        self.train_mode(True)
         t0 = time.perf_counter()
-        while self.state.stage_step < self.total_steps:
+        total = self.pieces.total_steps
+        while self.state.stage_step < total:
             metrics, alerts, decision = self.train_step()
             for alert in alerts:
                 self.hooks.alert(alert)
@@ -204,11 +288,15 @@ class Engine:
                 continue
             self.state.stage_step += 1
             self.state.global_step += 1
+            if "guard/skipped" not in metrics:  # plug-ins learn only from applied steps
+                for piece in (self.objective, *self.pieces.plugins):
+                    metrics |= piece.after_step(metrics)
             self.log(metrics)
             self.act(decision)
-            if self.generation is not None and self.generation.due(self.state.global_step):
+            generation = self.pieces.generation
+            if generation is not None and generation.due(self.state.global_step):
                 self.check_generation()
-            done = self.state.stage_step == self.total_steps
+            done = self.state.stage_step == total
             if done or self.state.stage_step % self.stage.eval_every == 0:
                 self.evaluate()
             if done or self.state.stage_step % self.stage.save_every == 0:
@@ -221,30 +309,27 @@ class Engine:
         return self.result
 
     def act(self, decision: Decision) -> None:
-        """Apply a decision that leaves the step in place (skip, lower LR, stop; rollback is handled before)."""
+        """Apply a decision that leaves the step in place (knob actions, skip, stop; rollback came before)."""
         action, step = decision.action, self.state.global_step
         if action == "none":
             return
         self.result.actions[action] = self.result.actions.get(action, 0) + 1
-        if action == "lower_lr" and self.guard is not None:
-            self.state.lr_scale *= self.guard.config.lower_lr_factor
-            self.hooks.event(
-                "action",
-                f"lower_lr: LR scale now {self.state.lr_scale:.3g} ({decision.reason})",
-                action=action,
-                severity="warning",
-                lr_scale=self.state.lr_scale,
-            )
-        elif action == "skip_step":
-            self.hooks.event("action", f"skip_step at {step} ({decision.reason})", action=action, severity="warning")
-        elif action in ("stop", "rollback"):  # a rollback that could not happen stops the run
+        if action in ("stop", "rollback"):  # a rollback that could not happen stops the run
             self.save(healthy=False)
             reason = decision.reason if action == "stop" else f"{decision.reason}; no rollback left"
             self.hooks.event("action", f"stop at step {step} ({reason})", action="stop", severity="critical")
             raise GuardStop(f"the guard stopped the run at step {step}: {reason}")
+        change = ACTIONS.get(action).apply(self.knobs, self.guard.config) if self.guard is not None else None
+        message = f"{action}: {change}" if change else f"{action} at {step}"
+        knobs = dict(self.knobs.values)
+        self.hooks.event("action", f"{message} ({decision.reason})", action=action, severity="warning", knobs=knobs)
 
     def check_generation(self) -> None:
-        metrics, alerts = self.generation.check(self.model, self.state.global_step)
+        self.train_mode(False)  # sample as deployed: no dropout (LoRA's included)
+        try:
+            metrics, alerts = self.pieces.generation.check(self.policy, self.state.global_step)
+        finally:
+            self.train_mode(True)
         self.log(metrics)
         for alert in alerts:
             self.hooks.alert(alert)
@@ -252,115 +337,78 @@ class Engine:
             self.guard.note(alerts)
             self.act(self.guard.decide(alerts))
 
-    # -- rollback --------------------------------------------------------------------------------------
+    # -- rollback and checkpoints -----------------------------------------------------------------------
     def rollback(self, decision: Decision) -> bool:
         """Reload the newest healthy checkpoint of this stage at least `rollback_margin` steps before the
-        onset and move the data cursor past everything seen since (PaLM); False when none can be had."""
+        onset and move the source past everything seen since (PaLM); False when none can be had."""
         assert self.guard is not None
-        onset = self.state.global_step + 1
-        cfg = self.guard.config
-        if self.rollbacks >= cfg.max_rollbacks:
-            self.hooks.event(
-                "action",
-                f"rollback refused: {self.rollbacks} already (max_rollbacks)",
-                severity="critical",
-                action="rollback",
-            )
+        onset, cfg, world = self.state.global_step + 1, self.guard.config, self.services.world
+        if world.rollbacks >= cfg.max_rollbacks:
+            refused = f"rollback refused: {world.rollbacks} already (max_rollbacks)"
+            self.hooks.event("action", refused, severity="critical", action="rollback")
             return False
-        target = self.checkpointer.latest(
-            where=lambda c: (
-                c.healthy
-                and c.step <= onset - cfg.rollback_margin
-                and c.manifest.get("stage_index") == self.stage_index
-            )
+        index = self.pieces.index
+        target = self.services.checkpointer.latest(
+            where=lambda c: c.healthy and c.step <= onset - cfg.rollback_margin and c.manifest["stage_index"] == index
         )
         if target is None:
-            self.hooks.event(
-                "action",
-                "rollback impossible: no healthy checkpoint before the onset",
-                severity="critical",
-                action="rollback",
-            )
+            impossible = "rollback impossible: no healthy checkpoint before the onset"
+            self.hooks.event("action", impossible, severity="critical", action="rollback")
             return False
-        cursor, lr_scale = self.source.cursor, self.state.lr_scale
+        position = self.source.state_dict()
         self._post = None
-        self.load(target, world=False)
-        skipped = cursor - self.source.cursor
-        self.source.cursor = cursor  # skip the data seen between the checkpoint and the alert
-        self.state.lr_scale = lr_scale
-        self.rollbacks += 1
+        self.load(target, rollback=True)
+        skipped = self.source.skip_past(position)  # never train on the window that led to the fault
+        world.rollbacks += 1
         dropped = self.hooks.forget_after(target.step)
         self.result.actions["rollback"] = self.result.actions.get("rollback", 0) + 1
-        self.hooks.event(
-            "action",
-            f"rollback to {target.path.name} at step {onset} ({decision.reason}); skipped {skipped} samples",
-            action="rollback",
-            severity="warning",
-            target=target.step,
-            onset=onset,
-            skipped_samples=skipped,
-            dropped_rows=dropped,
-        )
+        message = f"rollback to {target.path.name} at step {onset} ({decision.reason}); skipped {skipped} samples"
+        details = {"target": target.step, "onset": onset, "skipped_samples": skipped, "dropped_rows": dropped}
+        self.hooks.event("action", message, action="rollback", severity="warning", **details)
         return True
 
-    # -- checkpoints -----------------------------------------------------------------------------------
     def trainable_state(self) -> dict[str, dict[str, torch.Tensor]]:
-        """Tensors to save: the full model, or only the adapters of a LoRA model (the base is rebuilt)."""
+        """Tensors to save: each module's full state, only the adapters of a LoRA model (the base is
+        rebuilt), nothing of a module that trains nothing (a frozen base)."""
         out = {}
         for key, module in self.modules.items():
             module = self.accelerator.unwrap_model(module)
             if is_lora(module):
-                out[key] = {n: p.detach() for n, p in module.named_parameters() if p.requires_grad}
-            else:
+                out[key] = {n: q.detach() for n, q in module.named_parameters() if q.requires_grad}
+            elif any(q.requires_grad for q in module.parameters()):
                 out[key] = module.state_dict()
         return out
 
     def save(self, healthy: bool | None = None) -> Checkpoint:
         self.flush_post()
-        self.sinks.flush()  # metrics up to this step are durable before the checkpoint exists
+        self.services.sinks.flush()  # metrics up to this step are durable before the checkpoint exists
         if healthy is None:
             healthy = self.guard.checkpoint_is_healthy() if self.guard is not None else True
-        step = self.state.global_step
-        world = {"rollbacks": self.rollbacks, "faults": self.faults.state_dict() if self.faults else {}}
-        ckpt = self.checkpointer.save(
-            step,
+        plain, tensors = self.registry.state_dicts()
+        ckpt = self.services.checkpointer.save(
+            self.state.global_step,
             tensors=self.trainable_state(),
-            objects={"optimizer": self.optimizer.state_dict(), "rng": capture_rng()},
-            jsons={
-                "state": {
-                    "train": self.state.state_dict(),
-                    "data": self.source.state_dict(),
-                    "world": world,
-                    "guard": self.guard.state_dict() if self.guard is not None else {},
-                }
-            },
-            meta={"stage": self.stage.name, "stage_index": self.stage_index, **self.checkpoint_meta},
+            objects={"state": tensors},
+            jsons={"state": plain},
+            meta={"stage": self.stage.name, "stage_index": self.pieces.index, **self.services.checkpoint_meta},
             healthy=healthy,
         )
-        self.hooks.event(
-            "checkpoint",
-            f"saved {ckpt.path.name}" + ("" if healthy else " (not healthy)"),
-            path=str(ckpt.path),
-            healthy=healthy,
-        )
+        note = "" if healthy else " (not healthy)"
+        self.hooks.event("checkpoint", f"saved {ckpt.path.name}{note}", path=str(ckpt.path), healthy=healthy)
         return ckpt
 
-    def load(self, ckpt: Checkpoint, world: bool = True) -> None:
-        """Restore every stateful piece from `ckpt` (of this stage); `world` also restores what a rollback
-        must not undo (the rollback count, faults already fired), as a resume after a kill needs."""
+    def load(self, ckpt: Checkpoint, rollback: bool = False) -> None:
+        """Restore every stateful piece from `ckpt` (of this stage); a rollback keeps what it must not undo
+        (the rollback count, faults already fired, the knobs actions turned)."""
+        saved = set(ckpt.manifest.get("files", {}))
         for key, module in self.modules.items():
+            if f"{key}.safetensors" not in saved:
+                continue
             module = self.accelerator.unwrap_model(module)
             _, unexpected = module.load_state_dict(ckpt.tensors(key), strict=not is_lora(module))
             if unexpected:
                 raise RuntimeError(f"checkpoint {ckpt.path.name} has unknown tensors for {key}: {unexpected[:3]}")
-        self.optimizer.load_state_dict(ckpt.object("optimizer"))
-        state = ckpt.json("state")
-        self.state.load_state_dict(state["train"])
-        self.source.load_state_dict(state["data"])
-        if self.guard is not None and state.get("guard"):
-            self.guard.load_state_dict(state["guard"])
-        if world:
-            self.rollbacks = state.get("world", {}).get("rollbacks", 0)
-            if self.faults is not None and state.get("world", {}).get("faults"):
-                self.faults.load_state_dict(state["world"]["faults"])
-        restore_rng(ckpt.object("rng"))
+        missing = self.registry.load(ckpt.json("state"), ckpt.object("state"), rollback=rollback)
+        if missing:
+            note = f"{ckpt.path.name} has no state for {', '.join(missing)}"
+            self.hooks.event("checkpoint", note, severity="warning")

@@ -1,7 +1,6 @@
 """The pipeline: stages in order inside one run folder, each handing its model to the next by folder."""
 
 import json
-import math
 import os
 from dataclasses import dataclass, field
 from typing import Any
@@ -12,21 +11,20 @@ from rich.console import Console
 
 from trainguard.atomic import atomic_write_json
 from trainguard.config import RunConfig, RunSection, StageSection
-from trainguard.data.sources import SFTSource, eval_batches, load_records, tokenize_all
+from trainguard.data.records import RecordSet, load_records
 from trainguard.engine.checkpoint import Checkpoint, Checkpointer
-from trainguard.engine.loop import Engine
-from trainguard.engine.optim import build_optimizer, trainable_parameters
+from trainguard.engine.loop import Engine, RunServices
 from trainguard.engine.outcome import GuardStop, Hooks, StageResult
-from trainguard.engine.state import TrainState, seed_everything
+from trainguard.engine.stage import StageBuilder
+from trainguard.engine.state import Knobs, TrainState, WorldMemory, seed_everything
 from trainguard.eval.accuracy import generate_text, heldout_instances, task_accuracy
 from trainguard.guard.alerts import Alert, at_least
 from trainguard.guard.data_checks import DataChecks
 from trainguard.guard.faults import FaultInjector
 from trainguard.guard.generation import GenerationChecks
-from trainguard.guard.guard import Guard
+from trainguard.guard.guard import Guard, GuardSection
 from trainguard.guard.report import write_guard_report
-from trainguard.models.loading import build_model, export_model, load_tokenizer
-from trainguard.objectives import OBJECTIVES
+from trainguard.models.loading import export_model, load_tokenizer
 from trainguard.run import RunDir
 from trainguard.tasks import build_task
 from trainguard.track.sinks import Sinks, StoreSink, TensorBoardSink
@@ -51,13 +49,6 @@ def configure_torch(cfg: RunSection) -> Accelerator:
     return Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=precision)
 
 
-def stage_steps(stage: StageSection, n_train: int) -> int:
-    if stage.max_steps is not None:
-        return stage.max_steps
-    assert stage.epochs is not None
-    return max(1, math.ceil(stage.epochs * n_train / (stage.batch_size * stage.grad_accum)))
-
-
 class Pipeline:
     """Builds each stage's pieces from the config and runs them; resumes from the newest checkpoint."""
 
@@ -67,7 +58,7 @@ class Pipeline:
         self.accelerator = configure_torch(cfg.run)
         seed_everything(cfg.run.seed)
         self.tokenizer = load_tokenizer(cfg.model, cfg.tokenizer)
-        self.state = TrainState()
+        self.state, self.world = TrainState(), WorldMemory()
         self.faults = self._fault_injector()
         self._load_data()
 
@@ -80,24 +71,26 @@ class Pipeline:
         return FaultInjector(self.cfg.faults, len(tok), encode, tok.pad_token_id, self.cfg.run.seed)
 
     def _load_data(self) -> None:
-        records = load_records(self.cfg.data, self.cfg.run.seed)
+        """The run's records, and each stage's own (`source.data`) where it has them."""
         self.data_notes: list[tuple[str, str, dict[str, Any]]] = []
-        for report in records.reports:
-            self.data_notes.append(("warning" if report.bad else "info", report.summary(), {"bad": dict(report.bad)}))
-        max_len = self.cfg.tokenizer.max_length
-        self.train_examples, cut = tokenize_all(records.train, self.tokenizer, max_len)
-        self.eval_examples, cut_eval = tokenize_all(records.eval, self.tokenizer, max_len)
-        if cut + cut_eval:
-            msg = f"{cut + cut_eval} records truncated to tokenizer.max_length={max_len}"
-            self.data_notes.append(("warning", msg, {"truncated": cut + cut_eval}))
-        self.train_prompts = {r["prompt"] for r in records.train}
-        self.records_by_source = records.by_source
-        self.eval_prompts = [r["prompt"] for r in records.eval]
+        run_records = load_records(self.cfg.data, self.cfg.run.seed)
+        self.records: list[RecordSet] = []
+        for stage in self.cfg.stages:
+            own = stage.source.data
+            self.records.append(run_records if own is None else load_records(own, self.cfg.run.seed))
+        distinct = list({id(r): r for r in self.records}.values())
+        for report in (report for records in distinct for report in records.reports):
+            severity = "warning" if report.bad else "info"
+            self.data_notes.append((severity, report.summary(), {"bad": dict(report.bad)}))
+        self.records_by_source = [pair for records in distinct for pair in records.by_source]
+        self.train_prompts = {r["prompt"] for recs in self.records for r in recs.train}
+        self.eval_prompts = [r["prompt"] for r in self.records[0].eval]
 
     def attach(self, run: RunDir) -> None:
         """Bind the run folder: data notes go to its event log, checkpoints to its checkpoints/."""
         self.run = run
         self.checkpointer = Checkpointer(run.checkpoints)
+        self.builder = StageBuilder(self.cfg, run, self.tokenizer, self.accelerator, self.records)
         for severity, message, data in self.data_notes:
             run.event("data", message, severity=severity, **data)
             if severity != "info":
@@ -169,66 +162,57 @@ class Pipeline:
         self, index: int, stage: StageSection, ckpt: Checkpoint | None, result: PipelineResult
     ) -> StageResult:
         last = index == len(self.cfg.stages) - 1
-        previous = self.run.stage_export(self.cfg.stages[index - 1].name, last=False) if index else None
-        model = build_model(
-            self.cfg.model,
-            self.tokenizer,
-            self.cfg.tokenizer.max_length,
-            self.cfg.run.seed,
-            path=str(previous) if previous else None,
-        )
+        pieces, companions = self.builder.build(index)
+        policy = self.accelerator.unwrap_model(pieces.model)
         if index == 0:
-            result.accuracy["before"] = self.measure_accuracy("before", model)
-        objective = OBJECTIVES.get(stage.objective.name)(stage.objective)
-        modules = {"model": model, **objective.trainable_modules()}
-        optimizer = build_optimizer(trainable_parameters(modules), stage.optimizer)
-        model, optimizer = self.accelerator.prepare(model, optimizer)
-        source = SFTSource(
-            self.train_examples, stage.batch_size, self.cfg.run.seed + index, self.tokenizer.pad_token_id
-        )
-        total = stage_steps(stage, len(self.train_examples))
+            result.accuracy["before"] = self.measure_accuracy("before", policy)
+        pieces.generation = self.generation_checks(pieces.guard, self.cfg.stage_guard(index))
         self.checkpointer.keep = stage.save_total_limit
-        guard = Guard(self.cfg.guard) if self.cfg.guard.enabled else None
-        engine = Engine(
-            stage=stage,
-            stage_index=index,
-            model=model,
-            objective=objective,
-            source=source,
-            eval_batches=eval_batches(self.eval_examples, stage.batch_size, self.tokenizer.pad_token_id),
-            optimizer=optimizer,
+        heads = {k: self.accelerator.unwrap_model(h) for k, h in pieces.heads.items()}
+        services = RunServices(
             accelerator=self.accelerator,
             state=self.state,
-            total_steps=total,
             sinks=self.sinks,
             checkpointer=self.checkpointer,
-            guard=guard,
-            faults=self.faults,
-            generation=self.generation_checks(guard),
             hooks=Hooks(
                 event=lambda kind, msg, severity="info", **data: self.event(kind, msg, severity, stage.name, **data),
                 alert=lambda alert: self.record_alert(alert, stage.name),
                 forget_after=self.run.store.truncate_after,  # type: ignore[union-attr]
-                on_best=lambda: export_model(model, self.tokenizer, self.run.best),
+                on_best=lambda: export_model(policy, self.tokenizer, self.run.best, heads=heads),
                 decode=lambda ids: self.tokenizer.batch_decode(ids, skip_special_tokens=True),
             ),
+            knobs=Knobs(),  # a new stage starts at its configured LR and clip
+            world=self.world,
+            faults=self.faults,
             checkpoint_meta={"config": self.cfg.model_dump(mode="json")},
         )
+        engine = Engine(pieces, services)
+        self.record_companions(stage, companions)
         if ckpt is not None:
             engine.load(ckpt)
         else:
-            self.state.stage_index, self.state.stage_step, self.state.best_eval_loss = index, 0, None
-            self.event("stage_start", f"stage {stage.name}: {total} steps", stage=stage.name)
-            if guard is not None and "rollback" in guard.policies.values():
+            self.state.stage_index, self.state.stage_step, self.state.best_value = index, 0, None
+            self.event("stage_start", f"stage {stage.name}: {pieces.total_steps} steps", stage=stage.name)
+            for severity, message, data in pieces.source.notes():
+                self.event("data", message, severity, stage.name, **data)
+            if pieces.guard is not None and "rollback" in pieces.guard.policies.values():
                 engine.save()  # a healthy place to roll back to before the first save_every
         enabled = progress_enabled(self.cfg.tracking.progress, self.console)
-        with StageProgress(self.console, stage.name, total, self.state.stage_step, enabled) as progress:
+        with StageProgress(self.console, stage.name, pieces.total_steps, self.state.stage_step, enabled) as progress:
             engine.progress = progress
             stage_result = engine.fit()
-        export_model(model, self.tokenizer, self.run.stage_export(stage.name, last))
+        export_model(policy, self.tokenizer, self.run.stage_export(stage.name, last), heads=heads)
         self.event("stage_end", f"stage {stage.name} done at step {self.state.global_step}", stage=stage.name)
-        self.final_model = model
+        self.final_model = policy
         return stage_result
+
+    def record_companions(self, stage: StageSection, companions: dict[str, Any]) -> None:
+        """The stage's frozen companions in the manifest, by path and content hash."""
+        if not companions:
+            return
+        recorded = self.run.manifest().get("companions", {})
+        recorded[stage.name] = {name: c.record() for name, c in companions.items()}
+        self.run.update_manifest(companions=recorded)
 
     def measure_accuracy(self, when: str, model: torch.nn.Module, force: bool = False) -> dict[str, Any] | None:
         """Held-out accuracy, written to eval/<when>.json; `before` is measured once, even across resumes."""
@@ -255,9 +239,9 @@ class Pipeline:
         )
         return acc
 
-    def generation_checks(self, guard: Guard | None) -> GenerationChecks | None:
+    def generation_checks(self, guard: Guard | None, guard_cfg: GuardSection) -> GenerationChecks | None:
         """Sample checks on held-out prompts of the eval task (or eval records), scored by the task."""
-        cfg = self.cfg.guard.generation
+        cfg = guard_cfg.generation
         if guard is None or cfg.every == 0:
             return None
         task, score = None, None

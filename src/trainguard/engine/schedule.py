@@ -1,6 +1,17 @@
 """Learning-rate schedules as pure functions of the step, so the scheduler's only state is the step."""
 
 import math
+from typing import Literal
+
+from pydantic import Field
+
+from trainguard.section import Section
+
+
+class ScheduleSection(Section):
+    name: Literal["cosine", "constant"] = Field("cosine", description="LR schedule after warm-up.")
+    warmup_steps: int = Field(100, ge=0, description="Linear warm-up steps (seed default 100).")
+    min_lr_ratio: float = Field(0.1, ge=0, le=1, description="Final LR as a share of the peak (seed default 0.1).")
 
 
 def lr_at(step: int, peak: float, total: int, warmup: int, min_ratio: float, name: str = "cosine") -> float:

@@ -1,11 +1,19 @@
-"""Resumable state: the RNG bundle and the engine's counters, each with state_dict/load_state_dict."""
+"""Resumable state: the RNG bundle, the engine's counters, the knobs actions turn, and the registry that
+saves and restores every stateful piece by name."""
 
+import json
 import random
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal, Protocol
 
 import numpy as np
 import torch
+
+
+class Stateful(Protocol):
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
 
 def seed_everything(seed: int) -> None:
@@ -38,6 +46,16 @@ def restore_rng(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+class RngBundle:
+    """The process-wide generators as a stateful piece."""
+
+    def state_dict(self) -> dict[str, Any]:
+        return capture_rng()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        restore_rng(state)
+
+
 @dataclass
 class TrainState:
     """Where the run is: counters the engine advances and the checkpoint restores."""
@@ -46,12 +64,93 @@ class TrainState:
     stage_index: int = 0
     stage_step: int = 0
     tokens_seen: int = 0
-    best_eval_loss: float | None = None
-    lr_scale: float = 1.0  # multiplier on top of the schedule (the guard lowers it)
+    best_value: float | None = None  # of the stage's best-model metric
 
     def state_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        for key, value in state.items():
-            setattr(self, key, value)
+        for key in asdict(self):
+            setattr(self, key, state[key])
+
+
+@dataclass
+class Knobs:
+    """Multipliers that actions turn (lower_lr halves `lr_scale`); kept across a rollback, so a lowered LR
+    stays lowered. Open: a later action may add its own knob, which its reader defaults to 1."""
+
+    values: dict[str, float] = field(default_factory=lambda: {"lr_scale": 1.0, "clip_scale": 1.0})
+
+    def __getitem__(self, name: str) -> float:
+        return self.values.get(name, 1.0)
+
+    def scale(self, name: str, factor: float) -> float:
+        self.values[name] = self[name] * factor
+        return self.values[name]
+
+    def state_dict(self) -> dict[str, Any]:
+        return dict(self.values)
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.values = dict(state)
+
+
+@dataclass
+class WorldMemory:
+    """What a rollback must not undo: how many rollbacks already happened."""
+
+    rollbacks: int = 0
+
+    def state_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.rollbacks = int(state["rollbacks"])
+
+
+OnRollback = Literal["restore", "keep"]
+
+
+def is_json(state: Any) -> bool:
+    try:
+        json.dumps(state, allow_nan=True)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+class StateRegistry:
+    """Every resumable piece under a stable key, marked as restored by a rollback or kept across it (the
+    world's memory). The checkpoint writes `state.json` (pieces whose state is plain JSON, readable) and
+    `state.pt` (pieces holding tensors, loaded with weights_only); adding a piece never edits that code."""
+
+    def __init__(self) -> None:
+        self.pieces: dict[str, tuple[Stateful, OnRollback]] = {}
+
+    def register(self, key: str, piece: Stateful, on_rollback: OnRollback = "restore") -> None:
+        if key in self.pieces:
+            raise ValueError(f"state key {key!r} is registered twice")
+        self.pieces[key] = (piece, on_rollback)
+
+    def state_dicts(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(JSON pieces, tensor pieces) by key."""
+        plain, tensors = {}, {}
+        for key, (piece, _) in self.pieces.items():
+            state = piece.state_dict()
+            (plain if is_json(state) else tensors)[key] = state
+        return plain, tensors
+
+    def load(self, plain: dict[str, Any], tensors: dict[str, Any], rollback: bool = False) -> list[str]:
+        """Restore every piece (or, for a rollback, those marked `restore`); returns keys missing from the
+        checkpoint, which keep their current state."""
+        missing = []
+        for key, (piece, on_rollback) in self.pieces.items():
+            if rollback and on_rollback == "keep":
+                continue
+            if key in plain:
+                piece.load_state_dict(plain[key])
+            elif key in tensors:
+                piece.load_state_dict(tensors[key])
+            else:
+                missing.append(key)
+        return missing

@@ -18,6 +18,13 @@ class DetectorConfig(Section):
     enabled: bool = Field(True, description="Run this detector.")
 
 
+class LossMetricConfig(DetectorConfig):
+    metric: str = Field(
+        "loss/train",
+        description="Metric key watched: `loss/train` (every term), `loss/task` under constraints, a reward in RL.",
+    )
+
+
 class Detector:
     """Reads `metrics` (the step's synced scalars) and returns alerts; state survives checkpoints."""
 
@@ -82,6 +89,7 @@ class NonFiniteDetector(Detector):
 
 
 class GradNormConfig(DetectorConfig):
+    metric: str = Field("grad/norm", description="Metric key watched (the pre-clip global grad norm).")
     explode_abs: float = Field(1000.0, gt=0, description="grad_norm above this is an explosion (critical).")
     sigmas: float = Field(6.0, gt=0, description="grad_norm above mean + sigmas*std of the window explodes.")
     window: int = Field(128, ge=4, description="Previous steps in the rolling window.")
@@ -103,7 +111,8 @@ class GradNormDetector(WindowedDetector):
     config: GradNormConfig
 
     def observe(self, metrics: dict[str, float], step: int) -> list[Alert]:
-        g, c = metrics["grad/norm"], self.config
+        c = self.config
+        g = metrics[c.metric]
         if not math.isfinite(g):
             return []  # the non-finite detector owns this
         alert = None
@@ -121,7 +130,7 @@ class GradNormDetector(WindowedDetector):
         return [alert]
 
 
-class LossSpikeConfig(DetectorConfig):
+class LossSpikeConfig(LossMetricConfig):
     sigmas: float = Field(6.0, gt=0, description="Loss above mean + sigmas*std of the window is a spike.")
     window: int = Field(128, ge=4, description="Previous steps in the rolling window (armed when half full).")
 
@@ -135,7 +144,8 @@ class LossSpikeDetector(WindowedDetector):
     config: LossSpikeConfig
 
     def observe(self, metrics: dict[str, float], step: int) -> list[Alert]:
-        loss, c = metrics["loss/train"], self.config
+        c = self.config
+        loss = metrics[c.metric]
         if not math.isfinite(loss):
             return []
         if len(self.window) >= c.window // 2 and loss > (limit := self.window.upper(c.sigmas)):
@@ -144,7 +154,7 @@ class LossSpikeDetector(WindowedDetector):
         return []
 
 
-class DivergenceConfig(DetectorConfig):
+class DivergenceConfig(LossMetricConfig):
     max_loss: float = Field(10.0, gt=0, description="Loss above this has diverged.")
     factor: float = Field(2.0, gt=1, description="Smoothed loss above factor x its minimum (after warm-up) diverges.")
     min_gap: float = Field(
@@ -168,7 +178,8 @@ class DivergenceDetector(Detector):
         self.seen, self.ema, self.min_ema, self.over = 0, None, None, 0
 
     def observe(self, metrics: dict[str, float], step: int) -> list[Alert]:
-        loss, c = metrics["loss/train"], self.config
+        c = self.config
+        loss = metrics[c.metric]
         if not math.isfinite(loss):
             return []
         if loss > c.max_loss:
@@ -193,7 +204,7 @@ class DivergenceDetector(Detector):
         self.seen, self.ema, self.min_ema, self.over = state["seen"], state["ema"], state["min_ema"], state["over"]
 
 
-class PlateauConfig(DetectorConfig):
+class PlateauConfig(LossMetricConfig):
     window: int = Field(500, ge=2, description="Steps without improvement of the smoothed loss.")
     rel_tol: float = Field(0.01, ge=0, description="Improvement smaller than this share of the best does not count.")
     smoothing: float = Field(0.98, ge=0, lt=1, description="EMA factor of the smoothed loss.")
@@ -212,7 +223,8 @@ class PlateauDetector(Detector):
         self.ema, self.best, self.since = None, None, 0
 
     def observe(self, metrics: dict[str, float], step: int) -> list[Alert]:
-        loss, c = metrics["loss/train"], self.config
+        c = self.config
+        loss = metrics[c.metric]
         if not math.isfinite(loss):
             return []
         self.ema = loss if self.ema is None else c.smoothing * self.ema + (1 - c.smoothing) * loss
@@ -232,7 +244,7 @@ class PlateauDetector(Detector):
         self.ema, self.best, self.since = state["ema"], state["best"], state["since"]
 
 
-class OscillationConfig(DetectorConfig):
+class OscillationConfig(LossMetricConfig):
     window: int = Field(100, ge=4, description="Loss differences whose sign changes are counted.")
     max_rate: float = Field(
         0.9, gt=0, le=1, description="Sign-change rate above this oscillates (i.i.d. noise gives ~2/3)."
@@ -254,7 +266,8 @@ class OscillationDetector(Detector):
         self.changes: deque[int] = deque(maxlen=config.window)
 
     def observe(self, metrics: dict[str, float], step: int) -> list[Alert]:
-        loss, c = metrics["loss/train"], self.config
+        c = self.config
+        loss = metrics[c.metric]
         if not math.isfinite(loss):
             return []
         if self.last is not None:

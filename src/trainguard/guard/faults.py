@@ -66,9 +66,10 @@ class FaultInjector:
         if (spec := self._fire("grad_spike", step)) and grads:
             torch._foreach_mul_(grads, spec.magnitude)
 
-    def lr(self, lr: float, step: int) -> float:
+    def lr_factor(self, step: int) -> float:
+        """The LR multiplier of an LR spike at this step (1.0 when none fires)."""
         spec = self._fire("lr_spike", step)
-        return lr * spec.magnitude if spec else lr
+        return spec.magnitude if spec else 1.0
 
     def model(self, model: nn.Module, step: int, optimizer: torch.optim.Optimizer | None = None) -> None:
         if not (spec := self._fire("dead_units", step)):

@@ -4,12 +4,14 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 
+from trainguard.errors import ConfigError
+from trainguard.guard.actions import ACTIONS
 from trainguard.guard.activations import ActivationConfig, ActivationMonitor
 from trainguard.guard.alerts import Alert, at_least
 from trainguard.guard.data_checks import DataChecks, DataChecksConfig
 from trainguard.guard.detectors import DETECTORS, Detector
 from trainguard.guard.generation import GenerationConfig
-from trainguard.guard.policies import DEFAULT_POLICIES, Action, Decision, decide
+from trainguard.guard.policies import DEFAULT_POLICIES, Decision, decide
 from trainguard.section import Section
 
 DetectorsSection: type[BaseModel] = create_model(  # one field per registered detector, each its own config
@@ -30,11 +32,21 @@ class GuardSection(Section):
     activations: ActivationConfig = Field(default_factory=ActivationConfig, description="Activation statistics.")
     data: DataChecksConfig = Field(default_factory=DataChecksConfig, description="Source and batch data checks.")
     generation: GenerationConfig = Field(default_factory=GenerationConfig, description="Sample checks (opt-in).")
-    policies: dict[str, Action] = Field(
+    policies: dict[str, str] = Field(
         default_factory=lambda: dict(DEFAULT_POLICIES),
-        description="Alert kind -> none | lower_lr | skip_step | rollback | stop (merged over the defaults).",
+        description="Alert kind -> action: none | lower_lr | tighten_clip | skip_step | rollback | stop, or a "
+        "registered one (merged over the defaults).",
     )
     lower_lr_factor: float = Field(0.5, gt=0, lt=1, description="lower_lr multiplies the LR scale by this.")
+    tighten_clip_factor: float = Field(
+        0.5, gt=0, lt=1, description="tighten_clip multiplies the clip scale (max_grad_norm's multiplier) by this."
+    )
+    grace_steps: int = Field(
+        0,
+        ge=0,
+        description="Steps after each stage start in which detectors learn the new level but raise no alert "
+        "(non-finite values still do): a new objective's loss is a step, not a spike.",
+    )
     rollback_margin: int = Field(
         1, ge=1, description="Roll back to a healthy checkpoint at least this many steps before the onset."
     )
@@ -42,12 +54,15 @@ class GuardSection(Section):
 
     @field_validator("policies")
     @classmethod
-    def _known_kinds(cls, policies: dict[str, Action]) -> dict[str, Action]:
+    def _known_kinds(cls, policies: dict[str, str]) -> dict[str, str]:
         unknown = sorted(set(policies) - set(DEFAULT_POLICIES))
         if unknown:
             raise ValueError(
                 f"unknown alert kind {', '.join(map(repr, unknown))}; allowed: {', '.join(DEFAULT_POLICIES)}"
             )
+        bad = sorted({a for a in policies.values() if a not in ACTIONS})
+        if bad:
+            raise ValueError(f"unknown action {', '.join(map(repr, bad))}; allowed: {', '.join(ACTIONS.names())}")
         return {**DEFAULT_POLICIES, **policies}
 
 
@@ -65,8 +80,19 @@ class Guard:
         self.data = DataChecks(config.data) if config.data.enabled else None
         self.worst_since_checkpoint = "info"
 
-    def observe(self, metrics: dict[str, float], step: int, phase: str) -> list[Alert]:
-        alerts = [a for d in self.detectors.values() if d.phase == phase for a in d.observe(metrics, step)]
+    def observe(self, metrics: dict[str, float], step: int, phase: str, grace: bool = False) -> list[Alert]:
+        """Run the detectors of `phase`; in a stage's grace window only non-finite alerts pass."""
+        detectors = [(n, d) for n, d in self.detectors.items() if d.phase == phase]
+        for name, d in detectors:
+            key = getattr(d.config, "metric", None)
+            if key is not None and key not in metrics:
+                raise ConfigError(
+                    f"guard.detectors.{name}.metric: {key!r} is not a metric of this stage; "
+                    f"available: {', '.join(sorted(metrics))}"
+                )
+        alerts = [a for _, d in detectors for a in d.observe(metrics, step)]
+        if grace:
+            alerts = [a for a in alerts if a.kind == "nonfinite"]
         self.note(alerts)
         return alerts
 

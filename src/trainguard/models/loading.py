@@ -11,8 +11,9 @@ from torch import nn
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 
 from trainguard.atomic import fsync_dir, replace_dir
-from trainguard.config import LoraSection, ModelSection, TokenizerSection
 from trainguard.errors import ExportError
+from trainguard.models.config import LoraSection, ModelSection, TokenizerSection
+from trainguard.models.heads import save_heads
 from trainguard.models.presets import preset_config
 from trainguard.models.tokenizer import byte_tokenizer
 
@@ -29,11 +30,20 @@ def load_tokenizer(model_cfg: ModelSection, tok_cfg: TokenizerSection, model_dir
     return tok
 
 
+INHERIT = "inherit"
+
+
 def build_model(
-    model_cfg: ModelSection, tokenizer: Any, max_positions: int, seed: int, path: str | None = None
+    model_cfg: ModelSection,
+    tokenizer: Any,
+    max_positions: int,
+    seed: int,
+    path: str | None = None,
+    lora: LoraSection | str | None = INHERIT,
 ) -> nn.Module:
-    """A preset with seeded random init, or the causal LM at `path` (a previous stage's export) or
-    `model_cfg.path`; wrapped with LoRA adapters when configured."""
+    """A preset with seeded random init, or the causal LM at `path` (a stage's export, a folder) or
+    `model_cfg.path`; wrapped with LoRA adapters when `lora` (default: the model's) says so."""
+    lora = model_cfg.lora if lora == INHERIT else lora
     dtype = DTYPES[model_cfg.dtype]
     source = path or model_cfg.path
     if source is None:
@@ -50,8 +60,8 @@ def build_model(
             model: nn.Module = AutoModelForCausalLM.from_config(cfg, dtype=dtype)
     else:
         model = AutoModelForCausalLM.from_pretrained(source, local_files_only=True, dtype=dtype)
-    if model_cfg.lora is not None:
-        model = add_lora(model, model_cfg.lora)
+    if isinstance(lora, LoraSection):
+        model = add_lora(model, lora)
     return model
 
 
@@ -79,8 +89,15 @@ def merged_copy(model: nn.Module) -> PreTrainedModel:
     return copy.deepcopy(model).merge_and_unload()
 
 
-def export_model(model: nn.Module, tokenizer: Any, out: Path, extra_files: dict[str, str] | None = None) -> None:
-    """Write `out/` atomically: a temporary folder is filled, fsynced, then renamed over any old one."""
+def export_model(
+    model: nn.Module,
+    tokenizer: Any,
+    out: Path,
+    heads: dict[str, nn.Module] | None = None,
+    extra_files: dict[str, str] | None = None,
+) -> None:
+    """Write `out/` atomically: a temporary folder is filled, fsynced, then renamed over any old one. The
+    objective's heads go to `heads/<key>/` (see models/heads.py)."""
     out = Path(out)
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     try:
@@ -91,6 +108,7 @@ def export_model(model: nn.Module, tokenizer: Any, out: Path, extra_files: dict[
         if is_lora(model):
             model.save_pretrained(tmp / "adapter")  # the adapter alone, for users who keep the base
         tokenizer.save_pretrained(tmp)
+        save_heads(heads or {}, tmp)
         for name, text in (extra_files or {}).items():
             (tmp / name).write_text(text)
         for f in tmp.rglob("*"):

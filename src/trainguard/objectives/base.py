@@ -1,12 +1,17 @@
-"""The objective interface the engine calls once per micro-batch."""
+"""The objective interface: built once per stage with a context, called by the engine per micro-batch.
+
+An objective owns its loss terms, any trainable heads, a piece of state, how one engine step's batches
+become inner updates (PPO: epochs x minibatches) and how its model is evaluated for `best/`."""
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import torch
+from accelerate import Accelerator
 from torch import nn
 
+from trainguard.engine.optim import ParamGroupSection
 from trainguard.registry import Registry
 from trainguard.section import Section
 
@@ -18,19 +23,52 @@ class ObjectiveConfig(Section):
 
 
 @dataclass
-class LossOutput:
-    """`loss_sum` is summed over the micro-batch's `weight` units (tokens, pairs, ...): the engine divides
-    by the units of the whole accumulation window, so accumulating k micro-batches equals one big batch."""
+class ObjectiveContext:
+    """What an objective may build from: the policy (unwrapped; `.config` has hidden size and vocabulary),
+    its tokenizer, the device, and the stage's frozen companions (`reference`, `reward_model`)."""
 
-    loss_sum: torch.Tensor
+    model: nn.Module
+    tokenizer: Any
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    companions: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def model_config(self) -> Any:
+        return self.model.config
+
+
+@dataclass
+class LossOutput:
+    """`terms` are named, differentiable and each summed over the micro-batch's `weight` units (tokens,
+    pairs, ...): the engine divides by the units of the whole update, so accumulating k micro-batches
+    equals one big batch. The first term is the task loss; plug-ins add theirs. `metrics` are per
+    micro-batch values (detached) whose mean over the step is logged; `extras` (e.g. logits) reach the
+    plug-ins' terms and are never logged."""
+
+    terms: dict[str, torch.Tensor]
     metrics: dict[str, torch.Tensor] = field(default_factory=dict)
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def total(self) -> torch.Tensor:
+        items = iter(self.terms.values())
+        total = next(items)
+        for term in items:
+            total = total + term
+        return total
 
 
 class Objective(ABC):
     Config: ClassVar[type[ObjectiveConfig]]
+    #: default metric and direction that pick `best/` (a stage's `best_metric`/`best_mode` override them)
+    best_metric: ClassVar[str] = "loss/eval"
+    best_mode: ClassVar[Literal["min", "max"]] = "min"
+    #: a metric synced after each inner update (but the last) that `stop_early` reads; None = never
+    early_stop_key: ClassVar[str | None] = None
 
-    def __init__(self, config: ObjectiveConfig) -> None:
+    def __init__(self, config: ObjectiveConfig, ctx: ObjectiveContext) -> None:
         self.config = config
+        self.ctx = ctx
 
     @abstractmethod
     def weight(self, batch: Any) -> int:
@@ -40,8 +78,65 @@ class Objective(ABC):
     def loss(self, model: nn.Module, batch: Any) -> LossOutput: ...
 
     def trainable_modules(self) -> dict[str, nn.Module]:
-        """Modules the objective owns and trains besides the model (a value head, a reward head)."""
+        """Modules the objective owns and trains besides the model (a value head, a reward head); they are
+        prepared, checkpointed and exported with the model. Build them once, in `__init__`."""
         return {}
+
+    def param_group_defaults(self) -> dict[str, ParamGroupSection]:
+        """LR multiplier and weight decay per trainable module, before the stage's `optimizer.groups`."""
+        return {}
+
+    def plan(self, batches: list[Any]) -> list[list[Any]]:
+        """Inner updates of one engine step: each a list of micro-batches accumulated into one optimizer
+        step. Default: one update over everything the source gave (grad_accum micro-batches)."""
+        return [batches]
+
+    def stop_early(self, value: float) -> bool:
+        """After an inner update, whether to skip the rest (e.g. approx-KL above a target)."""
+        return False
+
+    def after_step(self, metrics: dict[str, float]) -> dict[str, float]:
+        """Update own state from an applied step's synced numbers (an adaptive KL coefficient); returns
+        metrics to log. Not called for skipped steps; a rollback restores the state saved with the
+        checkpoint, so updates after it are undone."""
+        return {}
+
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module, batches: list[Any], accelerator: Accelerator) -> dict[str, float]:
+        """Held-out metrics (the engine has switched every trainable to eval mode). Default: the loss."""
+        total, units = 0.0, 0
+        for batch in batches:
+            with accelerator.autocast():
+                out = self.loss(model, batch.to(accelerator.device))
+            total += float(out.total)
+            units += self.weight(batch)
+        return {"loss/eval": total / max(units, 1)}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:  # noqa: B027  (stateless by default)
+        pass
+
+
+class StepPlugin:
+    """A piece beside the objective (a constraint's multiplier): adds differentiable terms to the loss and
+    updates its own state from each applied engine step's synced numbers, by the same rule as
+    `Objective.after_step`. Its state is checkpointed under `plugin/<key>` and restored by a rollback."""
+
+    key: str = "plugin"
+
+    def terms(self, batch: Any, out: LossOutput) -> dict[str, torch.Tensor]:
+        return {}
+
+    def after_step(self, metrics: dict[str, float]) -> dict[str, float]:
+        return {}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
 
 
 OBJECTIVES: Registry[type[Objective]] = Registry("objective")

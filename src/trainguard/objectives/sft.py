@@ -1,9 +1,11 @@
 """Supervised fine-tuning: token cross-entropy, on completion tokens only by default."""
 
-from typing import Literal
+import math
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
+from accelerate import Accelerator
 from pydantic import Field
 from torch import nn
 
@@ -42,4 +44,8 @@ class SFTObjective(Objective):
         # Right padding under a causal mask cannot change real positions, so no attention mask is passed.
         logits = model(input_ids=batch.input_ids).logits  # (B, T, V)
         loss_sum = token_cross_entropy_sum(logits, batch.input_ids, target_mask(batch, self.config.loss_on))
-        return LossOutput(loss_sum)
+        return LossOutput({"task": loss_sum}, extras={"logits": logits})
+
+    def evaluate(self, model: nn.Module, batches: list[Any], accelerator: Accelerator) -> dict[str, float]:
+        metrics = super().evaluate(model, batches, accelerator)
+        return metrics | {"loss/eval_ppl": math.exp(min(metrics["loss/eval"], 50.0))}

@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import Field
 
-from trainguard.data.records import read_rows
+from trainguard.rows import read_rows
 from trainguard.sandbox import ExecResult, shared_pool
 from trainguard.tasks.base import Task, TaskConfig
 

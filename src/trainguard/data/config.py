@@ -1,0 +1,47 @@
+"""Where training records come from: generated task instances or JSONL files, and the held-out split."""
+
+from pathlib import Path
+from typing import Annotated, Any, Union
+
+from pydantic import Discriminator, Field, Tag, model_validator
+
+from trainguard.section import Section
+from trainguard.tasks import TASKS
+
+
+class TaskSource(Section):
+    task: str = Field(description="Registered task that generates records from integer ids.")
+    n: int = Field(gt=0, description="Number of records (ids start .. start+n-1).")
+    start: int = Field(0, ge=0, description="First instance id.")
+    params: dict[str, Any] = Field(default_factory=dict, description="The task's own parameters.")
+
+    @model_validator(mode="after")
+    def _known_task(self) -> "TaskSource":
+        if self.task not in TASKS:
+            raise ValueError(f"unknown task {self.task!r}; allowed: {', '.join(TASKS.names())}")
+        TASKS.get(self.task).Config.model_validate(self.params)
+        return self
+
+
+class FileSource(Section):
+    path: Path = Field(description="JSONL file of {prompt, completion} records.")
+
+
+def _source_kind(value: Any) -> str:
+    is_file = isinstance(value, FileSource) or (isinstance(value, dict) and "path" in value)
+    return "file" if is_file else "task"
+
+
+DataSource = Annotated[
+    Union[Annotated[TaskSource, Tag("task")], Annotated[FileSource, Tag("file")]],  # noqa: UP007
+    Discriminator(_source_kind),
+]
+
+
+class DataSection(Section):
+    sources: list[DataSource] = Field(
+        min_length=1, description="Record sources, concatenated: {task, n, start, params} or {path}."
+    )
+    eval_fraction: float = Field(
+        0.1, ge=0, lt=1, description="Share of records held out for eval loss (default 90/10)."
+    )

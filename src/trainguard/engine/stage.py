@@ -1,0 +1,116 @@
+"""Build one stage's pieces from the run config: where its model starts, its frozen companions, its
+objective (with heads), optimizer, source and guard. Stages hand over by folder, never by live object."""
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from accelerate import Accelerator
+from torch import nn
+
+from trainguard.config import RunConfig, StageSection
+from trainguard.data.records import RecordSet
+from trainguard.data.sources import SOURCES, Source, SourceContext
+from trainguard.engine.companions import Companion, load_companion, reference_policy
+from trainguard.engine.loop import StagePieces
+from trainguard.engine.optim import build_optimizer
+from trainguard.guard.guard import Guard
+from trainguard.models.loading import DTYPES, build_model, is_lora
+from trainguard.objectives import OBJECTIVES, ObjectiveContext
+from trainguard.run import RunDir
+
+
+def stage_steps(stage: StageSection, n_train: int) -> int:
+    if stage.max_steps is not None:
+        return stage.max_steps
+    assert stage.epochs is not None
+    return max(1, math.ceil(stage.epochs * n_train / (stage.batch_size * stage.grad_accum)))
+
+
+@dataclass
+class StageStart:
+    path: Path | None  # the folder the model loads from; None: the run's preset, seeded
+    label: str  # for the manifest and events
+
+
+class StageBuilder:
+    """Knows the run config, the run folder and each stage's records; builds a stage's pieces on demand."""
+
+    def __init__(
+        self, cfg: RunConfig, run: RunDir, tokenizer: Any, accelerator: Accelerator, records: list[RecordSet]
+    ) -> None:
+        self.cfg, self.run, self.tokenizer, self.accelerator, self.records = cfg, run, tokenizer, accelerator, records
+
+    def folder_of(self, value: str) -> Path:
+        """An earlier stage's export folder, or a model folder given by path."""
+        names = [s.name for s in self.cfg.stages]
+        return self.run.stage_export(value, last=False) if value in names else Path(value)
+
+    def start(self, index: int) -> StageStart:
+        init = self.cfg.stages[index].init
+        if init == "previous":
+            init = "base" if index == 0 else self.cfg.stages[index - 1].name
+        if init == "base":
+            m = self.cfg.model
+            path = Path(m.path) if m.path else None
+            return StageStart(path, m.path or f"preset {m.preset} (seed {self.cfg.run.seed})")
+        folder = self.folder_of(init)
+        return StageStart(folder, str(folder))
+
+    def model(self, index: int, start: StageStart) -> nn.Module:
+        stage, cfg = self.cfg.stages[index], self.cfg
+        path = str(start.path) if start.path is not None else None
+        lora = cfg.stage_lora(index)
+        model = build_model(cfg.model, self.tokenizer, cfg.tokenizer.max_length, cfg.run.seed, path=path, lora=lora)
+        if stage.freeze_base and not is_lora(model):
+            model.requires_grad_(False)  # with LoRA the base is frozen already
+        return model
+
+    def companions(self, stage: StageSection, model: nn.Module, start: StageStart) -> dict[str, Companion]:
+        device = self.accelerator.device
+        out: dict[str, Companion] = {}
+        if stage.reference is not None:
+            out["reference"] = reference_policy(stage.reference, model, start.label, device)
+        if stage.reward_model is not None:
+            folder = self.folder_of(stage.reward_model)
+            out["reward_model"] = load_companion(folder, device, DTYPES[self.cfg.model.dtype])
+        return out
+
+    def source(self, index: int, companions: dict[str, Companion]) -> Source:
+        stage = self.cfg.stages[index]
+        ctx = SourceContext(
+            records=self.records[index],
+            tokenizer=self.tokenizer,
+            max_length=self.cfg.tokenizer.max_length,
+            batch_size=stage.batch_size,
+            seed=self.cfg.run.seed + index,
+            companions=companions,
+        )
+        return SOURCES.get(stage.source.name).build(stage.source, ctx)
+
+    def build(self, index: int) -> tuple[StagePieces, dict[str, Companion]]:
+        """Every piece of stage `index`, prepared by accelerate; returns them and the companions."""
+        stage = self.cfg.stages[index]
+        start = self.start(index)
+        model = self.model(index, start)
+        companions = self.companions(stage, model, start)
+        ctx = ObjectiveContext(model, self.tokenizer, self.accelerator.device, dict(companions))
+        objective = OBJECTIVES.get(stage.objective.name)(stage.objective, ctx)
+        heads = objective.trainable_modules()
+        optimizer = build_optimizer({"model": model, **heads}, stage.optimizer, objective.param_group_defaults())
+        model, *prepared, optimizer = self.accelerator.prepare(model, *heads.values(), optimizer)
+        source = self.source(index, companions)
+        guard_cfg = self.cfg.stage_guard(index)
+        pieces = StagePieces(
+            stage=stage,
+            index=index,
+            total_steps=stage_steps(stage, len(self.records[index].train)),
+            model=model,
+            objective=objective,
+            source=source,
+            optimizer=optimizer,
+            heads=dict(zip(heads, prepared, strict=True)),
+            guard=Guard(guard_cfg) if guard_cfg.enabled else None,
+        )
+        return pieces, companions
