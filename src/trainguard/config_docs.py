@@ -64,6 +64,8 @@ def config_reference() -> str:
     for title, registry in registries:
         lines += ["", f"{title}:", ""]
         for name in registry:
+            if not registry.get(name).__module__.startswith("trainguard."):
+                continue  # a user's plug-in documents itself
             cfg = registry.get(name).Config
             fields = cfg.model_fields.items()
             keys = ", ".join(f"`{k}` ({_default(f)}): {f.description}" for k, f in fields if k != "name")

@@ -81,6 +81,7 @@ class Engine:
         self.policy = self.accelerator.unwrap_model(p.model)
         self.eval_data = p.source.eval_data()
         self.result = StageResult(p.stage.name, 0)
+        s.checkpointer.keep = p.stage.save_total_limit
         self._post: tuple[int, torch.Tensor] | None = None  # (step, [weight_norm, update_norm]) not yet read
         self.registry = StateRegistry()
         for key, piece in (("train", s.state), ("optimizer", p.optimizer), ("source", p.source)):

@@ -167,7 +167,6 @@ class Pipeline:
         if index == 0:
             result.accuracy["before"] = self.measure_accuracy("before", policy)
         pieces.generation = self.generation_checks(pieces.guard, self.cfg.stage_guard(index))
-        self.checkpointer.keep = stage.save_total_limit
         heads = {k: self.accelerator.unwrap_model(h) for k, h in pieces.heads.items()}
         services = RunServices(
             accelerator=self.accelerator,
@@ -191,6 +190,7 @@ class Pipeline:
         if ckpt is not None:
             engine.load(ckpt)
         else:
+            self.carry_guard(pieces.guard)
             self.state.stage_index, self.state.stage_step, self.state.best_value = index, 0, None
             self.event("stage_start", f"stage {stage.name}: {pieces.total_steps} steps", stage=stage.name)
             for severity, message, data in pieces.source.notes():
@@ -204,7 +204,15 @@ class Pipeline:
         export_model(policy, self.tokenizer, self.run.stage_export(stage.name, last), heads=heads)
         self.event("stage_end", f"stage {stage.name} done at step {self.state.global_step}", stage=stage.name)
         self.final_model = policy
+        self.last_guard = pieces.guard
         return stage_result
+
+    def carry_guard(self, guard: Guard | None) -> None:
+        """Detectors configured as in the previous stage keep their windows across the boundary (armed, so a
+        real spike early in the stage is caught); `grace_steps` keeps the expected jump from alerting."""
+        last = getattr(self, "last_guard", None)
+        if guard is not None and last is not None and last.config.detectors == guard.config.detectors:
+            guard.load_state_dict(last.state_dict())
 
     def record_companions(self, stage: StageSection, companions: dict[str, Any]) -> None:
         """The stage's frozen companions in the manifest, by path and content hash."""

@@ -1,0 +1,256 @@
+"""The engine's seams, driven without the CLI: a toy objective with a head, a state scalar and 4 inner
+updates per step, and a source that calls the policy (tests/engine/toys.py, loaded as a plug-in)."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from rich.console import Console
+from safetensors.torch import load_file
+
+from helpers import tiny_config, write_config
+from trainguard.config import load_config
+from trainguard.engine.companions import tensors_sha256
+from trainguard.engine.loop import Engine, RunServices
+from trainguard.engine.outcome import Hooks
+from trainguard.engine.pipeline import Pipeline
+from trainguard.guard.alerts import Alert
+from trainguard.guard.policies import Decision
+from trainguard.models.loading import build_model, load_tokenizer
+from trainguard.run import RunDir
+from trainguard.track.store import read_metrics, read_table
+
+TOYS = str(Path(__file__).with_name("toys.py"))
+RUN_SCRIPT = """
+import sys
+from rich.console import Console
+from trainguard.config import load_config
+from trainguard.engine.pipeline import Pipeline
+from trainguard.run import RunDir
+import torch
+torch.set_num_threads(1)
+cfg = load_config(sys.argv[1])
+resume = (cfg.run_dir / "manifest.json").is_file()
+run = RunDir.reopen(cfg.run_dir) if resume else RunDir.create(cfg, False)
+pipeline = Pipeline(cfg, Console(quiet=True))
+pipeline.attach(run)
+pipeline.run_all(resume=resume)
+run.close("completed")
+"""
+
+
+def toy_stage(**over: Any) -> dict[str, Any]:
+    stage = {
+        "name": "toy",
+        "objective": {"name": "toy_inner", "inner_updates": 4},
+        "source": {"name": "toy_policy"},
+        "max_steps": 12,
+        "batch_size": 8,
+        "optimizer": {"lr": 3e-3},
+        "schedule": {"warmup_steps": 2},
+        "eval_every": 6,
+        "save_every": 2,
+        "save_total_limit": None,
+    }
+    return stage | over
+
+
+def toy_config(tmp_path: Path, name: str = "toy", stages: list[dict[str, Any]] | None = None, **sections: Any) -> Path:
+    sections.setdefault("guard", {})  # a zero-init head at 10x LR has a huge |Δw|/|w| on purpose
+    sections["guard"].setdefault("detectors", {})["update_ratio"] = {"enabled": False}
+    cfg = tiny_config(tmp_path / "runs", stages=stages or [toy_stage()], **sections)
+    cfg["run"]["name"] = name
+    cfg["plugins"] = [TOYS]
+    return write_config(tmp_path / f"{name}.yaml", cfg)
+
+
+def run_pipeline(path: Path) -> tuple[Pipeline, RunDir]:
+    cfg = load_config(path)
+    run = RunDir.create(cfg, overwrite=True)
+    pipeline = Pipeline(cfg, Console(quiet=True))
+    try:
+        pipeline.attach(run)
+        pipeline.run_all(resume=False)
+    finally:
+        run.close("completed")
+    return pipeline, run
+
+
+def engine_for(path: Path) -> tuple[Engine, RunDir]:
+    """Stage 0's engine, built the way the pipeline builds it, with the run folder open."""
+    cfg = load_config(path)
+    run = RunDir.create(cfg, overwrite=True)
+    pipeline = Pipeline(cfg, Console(quiet=True))
+    pipeline.attach(run)
+    pieces, _ = pipeline.builder.build(0)
+    hooks = Hooks(event=lambda *a, **k: None, alert=lambda a: None, forget_after=run.store.truncate_after)
+    services = RunServices(pipeline.accelerator, pipeline.state, Sink(), pipeline.checkpointer, hooks)
+    return Engine(pieces, services), run
+
+
+class Sink:
+    def log(self, metrics: dict[str, float], step: int, stage: str) -> None:
+        pass
+
+    def flush(self) -> None:
+        pass
+
+
+def metric(run: Path, key: str) -> dict[int, float]:
+    return {step: value for step, _, k, value, _ in read_metrics(run / "metrics.db") if k == key}
+
+
+def losses(run: Path) -> list[tuple[int, float]]:
+    return sorted(metric(run, "loss/train").items())
+
+
+def test_killed_and_resumed_run_is_bit_identical_with_heads_state_inner_updates_and_a_policy_source(tmp_path):
+    env = {**os.environ, "PYTHONHASHSEED": "0"}
+
+    def start(path: Path) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-c", RUN_SCRIPT, str(path)], env=env, stderr=subprocess.PIPE)
+
+    clean = toy_config(tmp_path, "clean")
+    assert start(clean).wait(timeout=300) == 0
+    killed = toy_config(tmp_path, "killed")
+    proc = start(killed)
+    ckpts = tmp_path / "runs" / "killed" / "checkpoints"
+    deadline = time.time() + 300
+    while not (ckpts / "step-000006" / "manifest.json").exists():
+        assert proc.poll() is None and time.time() < deadline, proc.stderr.read().decode()[-2000:]
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (tmp_path / "runs" / "killed" / "final").exists()  # it really died mid-run
+    assert start(killed).wait(timeout=300) == 0
+
+    a, b = tmp_path / "runs" / "clean", tmp_path / "runs" / "killed"
+    assert losses(a) == losses(b) and len(losses(a)) == 12
+    for f in ("model.safetensors", "heads/head/model.safetensors"):
+        ta, tb = load_file(a / "final" / f), load_file(b / "final" / f)
+        assert all(torch.equal(ta[k], tb[k]) for k in ta), f
+    sa = json.loads((a / "checkpoints" / "step-000012" / "state.json").read_text())
+    sb = json.loads((b / "checkpoints" / "step-000012" / "state.json").read_text())
+    assert sa["objective"] == sb["objective"] and sa["objective"]["beta"] != 0.5  # the state moved, identically
+    assert sa["source"] == sb["source"] and sa["source"]["calls"] == 12
+    assert set(metric(a, "opt/inner_updates").values()) == {4.0}
+
+
+def test_rollback_restores_head_scalar_and_the_heads_optimizer_state(tmp_path):
+    engine, run = engine_for(toy_config(tmp_path, stages=[toy_stage(max_steps=4, save_every=4)]))
+    try:
+        engine.fit()  # 4 steps, checkpoint at step 4
+        target = engine.services.checkpointer.latest()
+        assert target is not None and target.step == 4
+        head_param = engine.pieces.heads["head"].proj.weight
+        for _ in range(2):  # two more applied steps move everything
+            metrics, _, decision = engine.train_step()
+            assert decision.action == "none"
+            engine.state.stage_step += 1
+            engine.state.global_step += 1
+            engine.objective.after_step(metrics)
+        saved_head = target.tensors("head")
+        saved_opt = target.object("state")["optimizer"]
+        saved_beta = target.json("state")["objective"]["beta"]
+        assert not torch.equal(head_param, saved_head["proj.weight"]) and engine.objective.beta != saved_beta
+        engine.knobs.scale("lr_scale", 0.5)  # an action's knob survives the rollback
+        cursor = engine.source.cursor
+        alert = Alert("loss_spike", "warning", 7, 9.0, 1.0, "roll back")
+        assert engine.rollback(Decision("rollback", [alert]))
+
+        assert torch.equal(head_param, saved_head["proj.weight"])
+        assert engine.objective.beta == saved_beta
+        head_index = next(i for i, g in enumerate(engine.optimizer.param_groups) if g["module"] == "head")
+        head_ids = saved_opt["param_groups"][head_index]["params"]
+        live = engine.optimizer.state_dict()["state"]
+        for pid in head_ids:
+            for key in ("exp_avg", "exp_avg_sq", "step"):
+                assert torch.equal(live[pid][key], saved_opt["state"][pid][key]), key
+        assert engine.state.global_step == 4 and engine.source.cursor == cursor  # past the bad window
+        assert engine.knobs["lr_scale"] == 0.5 and engine.services.world.rollbacks == 1
+    finally:
+        run.close()
+
+
+def test_lower_lr_and_group_multipliers_set_each_groups_lr(tmp_path):
+    stage = toy_stage(
+        optimizer={"lr": 1e-3, "groups": {"model": {"lr_mult": 2.0}}},
+        schedule={"name": "constant", "warmup_steps": 0},
+    )
+    engine, run = engine_for(toy_config(tmp_path, stages=[stage], guard={"lower_lr_factor": 0.25}))
+    try:
+        assert engine.set_lrs(1) == pytest.approx({"model": 2e-3, "head": 1e-2})  # config 2x, objective 10x
+        engine.act(Decision("lower_lr", [Alert("oscillation", "warning", 1, 1.0, 0.9, "lower the LR")]))
+        assert engine.knobs["lr_scale"] == 0.25
+        assert engine.set_lrs(2) == pytest.approx({"model": 5e-4, "head": 2.5e-3})
+        by_group = {(g["module"], g["weight_decay"] > 0): g["lr"] for g in engine.optimizer.param_groups}
+        assert by_group[("model", True)] == pytest.approx(5e-4) and by_group[("head", False)] == pytest.approx(2.5e-3)
+        engine.act(Decision("tighten_clip", [Alert("oscillation", "warning", 1, 1.0, 0.9, "clip")]))
+        assert engine.knobs["clip_scale"] == 0.5
+    finally:
+        run.close()
+
+
+def test_pruning_keeps_the_newest_healthy_checkpoint(tmp_path):
+    engine, run = engine_for(toy_config(tmp_path, stages=[toy_stage(save_total_limit=2)]))
+    try:
+        for step, healthy in ((2, True), (4, False), (6, False), (8, False)):
+            engine.state.global_step = step
+            engine.save(healthy=healthy)
+        kept = sorted(p.name for p in engine.services.checkpointer.candidates())
+        assert kept == ["step-000002", "step-000006", "step-000008"]
+    finally:
+        run.close()
+
+
+def test_second_stage_from_base_with_a_reference_records_its_hash_and_never_saves_it(tmp_path):
+    second = toy_stage(name="again", init="base", reference="copy", max_steps=4, save_every=2)
+    pipeline, run = run_pipeline(toy_config(tmp_path, stages=[toy_stage(max_steps=4), second]))
+    manifest = json.loads((run.path / "manifest.json").read_text())
+    recorded = manifest["companions"]["again"]["reference"]
+    cfg = load_config(run.path / "config.yaml")
+    base = build_model(cfg.model, load_tokenizer(cfg.model, cfg.tokenizer), cfg.tokenizer.max_length, cfg.run.seed)
+    assert recorded["sha256"] == tensors_sha256(base) and "preset tiny" in recorded["path"]
+    first_of_second = run.path / "checkpoints" / "step-000004"  # stage 2's start (its rollback target) ...
+    stage_two = [p for p in run.checkpoints.iterdir() if json.loads((p / "manifest.json").read_text())["stage"] == "again"]
+    assert stage_two, "stage 2 saved checkpoints"
+    for ckpt in stage_two:
+        assert sorted(f.name for f in ckpt.iterdir()) == [
+            "head.safetensors", "manifest.json", "model.safetensors", "state.json", "state.pt",
+        ]  # fmt: skip
+    start = json.loads((first_of_second / "manifest.json").read_text())
+    assert start["stage"] == "again"  # stage 2 re-saved step 4 at its start, from the base weights
+    saved = load_file(first_of_second / "model.safetensors")
+    assert all(torch.equal(saved[k], v) for k, v in base.state_dict().items() if k in saved)
+    exported = load_file(run.path / "exports" / "toy" / "model.safetensors")
+    assert any(not torch.equal(exported[k], saved[k]) for k in saved)  # so `init: base` did not take stage 1's
+
+
+def test_a_spike_in_the_grace_window_after_a_stage_start_is_not_alerted_but_a_later_one_is(tmp_path):
+    guard = {
+        "grace_steps": 4,
+        "detectors": {"loss_spike": {"window": 8, "sigmas": 4.0}},
+        "policies": {"loss_spike": "skip_step", "grad_explosion": "none"},
+    }
+    stages = [
+        {"name": "one", "objective": "sft", "max_steps": 30, "batch_size": 16, "optimizer": {"lr": 3e-3},
+         "schedule": {"warmup_steps": 2}, "save_every": 100, "eval_every": 100},
+        {"name": "two", "objective": "sft", "max_steps": 20, "batch_size": 16, "optimizer": {"lr": 3e-3},
+         "schedule": {"warmup_steps": 0}, "save_every": 100, "eval_every": 100},
+    ]  # fmt: skip
+    faults = [
+        {"kind": "corrupt_batch", "at_step": 32, "magnitude": 1.0},  # stage two, step 2: inside the grace window
+        {"kind": "corrupt_batch", "at_step": 44, "magnitude": 1.0},  # stage two, step 14
+    ]
+    _, run = run_pipeline(toy_config(tmp_path, stages=stages, guard=guard, faults=faults))
+    spikes = [a for a in read_table(run.path / "metrics.db", "alerts") if a["kind"] == "loss_spike"]
+    assert [a["step"] for a in spikes] == [44]
+    loss = metric(run.path, "loss/train")
+    assert loss[32] > 2 * loss[31]  # the grace step really was a jump the armed window would have flagged
