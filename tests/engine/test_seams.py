@@ -2,6 +2,7 @@
 updates per step, and a source that calls the policy (tests/engine/toys.py, loaded as a plug-in)."""
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -21,6 +22,7 @@ from trainguard.engine.companions import tensors_sha256
 from trainguard.engine.loop import Engine, RunServices
 from trainguard.engine.outcome import Hooks
 from trainguard.engine.pipeline import Pipeline
+from trainguard.errors import ConfigError
 from trainguard.guard.alerts import Alert
 from trainguard.guard.policies import Decision
 from trainguard.models.loading import build_model, load_tokenizer
@@ -33,6 +35,7 @@ import sys
 from rich.console import Console
 from trainguard.config import load_config
 from trainguard.engine.pipeline import Pipeline
+from trainguard.errors import ConfigError
 from trainguard.run import RunDir
 import torch
 torch.set_num_threads(1)
@@ -212,14 +215,15 @@ def test_pruning_keeps_the_newest_healthy_checkpoint(tmp_path):
 
 def test_second_stage_from_base_with_a_reference_records_its_hash_and_never_saves_it(tmp_path):
     second = toy_stage(name="again", init="base", reference="copy", max_steps=4, save_every=2)
-    pipeline, run = run_pipeline(toy_config(tmp_path, stages=[toy_stage(max_steps=4), second]))
+    _, run = run_pipeline(toy_config(tmp_path, stages=[toy_stage(max_steps=4), second]))
     manifest = json.loads((run.path / "manifest.json").read_text())
     recorded = manifest["companions"]["again"]["reference"]
     cfg = load_config(run.path / "config.yaml")
     base = build_model(cfg.model, load_tokenizer(cfg.model, cfg.tokenizer), cfg.tokenizer.max_length, cfg.run.seed)
     assert recorded["sha256"] == tensors_sha256(base) and "preset tiny" in recorded["path"]
     first_of_second = run.path / "checkpoints" / "step-000004"  # stage 2's start (its rollback target) ...
-    stage_two = [p for p in run.checkpoints.iterdir() if json.loads((p / "manifest.json").read_text())["stage"] == "again"]
+    stages = {p: json.loads((p / "manifest.json").read_text())["stage"] for p in run.checkpoints.iterdir()}
+    stage_two = [p for p, name in stages.items() if name == "again"]
     assert stage_two, "stage 2 saved checkpoints"
     for ckpt in stage_two:
         assert sorted(f.name for f in ckpt.iterdir()) == [
@@ -254,3 +258,41 @@ def test_a_spike_in_the_grace_window_after_a_stage_start_is_not_alerted_but_a_la
     assert [a["step"] for a in spikes] == [44]
     loss = metric(run.path, "loss/train")
     assert loss[32] > 2 * loss[31]  # the grace step really was a jump the armed window would have flagged
+
+
+def test_early_stop_skips_the_remaining_inner_updates(tmp_path):
+    stage = toy_stage(objective={"name": "toy_inner", "inner_updates": 4, "stop_above": -1.0}, max_steps=3)
+    _, run = run_pipeline(toy_config(tmp_path, stages=[stage]))
+    assert set(metric(run.path, "opt/inner_updates").values()) == {1.0}  # stopped after the first, every step
+    assert not metric(run.path, "guard/skipped")
+
+
+def test_a_nonfinite_update_already_applied_is_rolled_back_even_if_the_policy_says_skip(tmp_path):
+    guard = {"policies": {"nonfinite": "skip_step"}}
+    faults = [{"kind": "nan_loss", "at_step": 5}]  # hits the first of 4 inner updates, which is applied at once
+    _, run = run_pipeline(toy_config(tmp_path, stages=[toy_stage(max_steps=8)], guard=guard, faults=faults))
+    events = read_table(run.path / "metrics.db", "events")
+    rollbacks = [e for e in events if e["kind"] == "action" and "rollback to step-000004" in e["message"]]
+    assert len(rollbacks) == 1 and "nonfinite" in rollbacks[0]["message"]
+    final = load_file(run.path / "final" / "model.safetensors")
+    assert all(torch.isfinite(t).all() for t in final.values())
+    assert all(math.isfinite(v) for v in metric(run.path, "loss/train").values())
+
+
+def test_a_missing_companion_or_init_folder_fails_before_training_naming_field_and_path(tmp_path):
+    from typer.testing import CliRunner
+
+    from trainguard.cli import app
+
+    stages = [toy_stage(reward_model=str(tmp_path / "no-such-rm")), toy_stage(name="two", init="later")]
+    result = CliRunner().invoke(app, ["run", str(toy_config(tmp_path, stages=stages))])
+    assert result.exit_code == 2
+    assert "stages.0.reward_model" in result.output and "no-such-rm" in result.output
+    assert "stages.1.init: 'later'" in result.output
+    assert not (tmp_path / "runs" / "toy").exists()
+
+
+def test_a_detector_watching_a_metric_the_stage_does_not_log_is_named(tmp_path):
+    guard = {"detectors": {"loss_spike": {"metric": "loss/nope"}}}
+    with pytest.raises(ConfigError, match=r"guard.detectors.loss_spike.metric: 'loss/nope'.*loss/task"):
+        run_pipeline(toy_config(tmp_path, stages=[toy_stage(max_steps=2)], guard=guard))

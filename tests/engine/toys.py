@@ -6,6 +6,7 @@ row chunks of the batch. `toy_policy`: the record stream, with each row's first 
 by a token sampled from the live policy (so the data depends on the policy and the global RNG).
 """
 
+import itertools
 from typing import Any, Literal
 
 import torch
@@ -24,6 +25,7 @@ class ToyConfig(ObjectiveConfig):
     name: Literal["toy_inner"] = "toy_inner"
     inner_updates: int = Field(4, ge=1, description="Row chunks, each its own optimizer step.")
     head_lr_mult: float = Field(10.0, gt=0, description="Head LR multiple.")
+    stop_above: float | None = Field(None, description="Skip the remaining inner updates once toy/head_err > this.")
 
 
 def rows(batch: TokenBatch, start: int, stop: int) -> TokenBatch:
@@ -39,6 +41,11 @@ class ToyInner(Objective):
         super().__init__(config, ctx)
         self.head = ScalarHead(ctx.model_config.hidden_size)
         self.beta = 0.5
+        if config.stop_above is not None:
+            self.early_stop_key = "toy/head_err"  # type: ignore[misc]
+
+    def stop_early(self, value: float) -> bool:
+        return self.config.stop_above is not None and value > self.config.stop_above
 
     def trainable_modules(self) -> dict[str, nn.Module]:
         return {"head": self.head}
@@ -53,7 +60,7 @@ class ToyInner(Objective):
         (batch,) = batches
         n, k = batch.input_ids.shape[0], self.config.inner_updates
         bounds = [round(i * n / k) for i in range(k + 1)]
-        return [[rows(batch, a, b)] for a, b in zip(bounds, bounds[1:], strict=False)]
+        return [[rows(batch, a, b)] for a, b in itertools.pairwise(bounds)]
 
     def loss(self, model: nn.Module, batch: TokenBatch) -> LossOutput:
         out = model(input_ids=batch.input_ids, output_hidden_states=True)
