@@ -153,6 +153,11 @@ class TrackingSection(Section):
     tensorboard: bool = Field(True, description="Mirror metrics to tb/ for TensorBoard.")
     progress: Literal["auto", "on", "off"] = Field("auto", description="Progress bar: auto shows it on a terminal.")
 
+    @field_validator("progress", mode="before")
+    @classmethod
+    def _yaml_switch(cls, value: Any) -> Any:
+        return {True: "on", False: "off"}.get(value, value) if isinstance(value, bool) else value  # YAML 1.1 on/off
+
 
 class RunConfig(Section):
     run: RunSection = Field(description="Name, seed and where the run folder goes.")

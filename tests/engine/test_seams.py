@@ -25,7 +25,8 @@ from trainguard.engine.pipeline import Pipeline
 from trainguard.errors import ConfigError
 from trainguard.guard.alerts import Alert
 from trainguard.guard.policies import Decision
-from trainguard.models.loading import build_model, load_tokenizer
+from trainguard.models.loading import add_lora, build_model, load_tokenizer
+from trainguard.objectives import LossOutput, StepPlugin
 from trainguard.run import RunDir
 from trainguard.track.store import read_metrics, read_table
 
@@ -86,13 +87,14 @@ def run_pipeline(path: Path) -> tuple[Pipeline, RunDir]:
     return pipeline, run
 
 
-def engine_for(path: Path) -> tuple[Engine, RunDir]:
+def engine_for(path: Path, plugins: list[StepPlugin] | None = None) -> tuple[Engine, RunDir]:
     """Stage 0's engine, built the way the pipeline builds it, with the run folder open."""
     cfg = load_config(path)
     run = RunDir.create(cfg, overwrite=True)
     pipeline = Pipeline(cfg, Console(quiet=True))
     pipeline.attach(run)
     pieces, _ = pipeline.builder.build(0)
+    pieces.plugins = plugins or []
     hooks = Hooks(event=lambda *a, **k: None, alert=lambda a: None, forget_after=run.store.truncate_after)
     services = RunServices(pipeline.accelerator, pipeline.state, Sink(), pipeline.checkpointer, hooks)
     return Engine(pieces, services), run
@@ -296,3 +298,113 @@ def test_a_detector_watching_a_metric_the_stage_does_not_log_is_named(tmp_path):
     guard = {"detectors": {"loss_spike": {"metric": "loss/nope"}}}
     with pytest.raises(ConfigError, match=r"guard.detectors.loss_spike.metric: 'loss/nope'.*loss/task"):
         run_pipeline(toy_config(tmp_path, stages=[toy_stage(max_steps=2)], guard=guard))
+
+
+def test_generation_checks_sample_in_eval_mode_and_training_resumes_in_train_mode(tmp_path):
+    engine, run = engine_for(toy_config(tmp_path, stages=[toy_stage(max_steps=2)]))
+
+    class Recorder:
+        def __init__(self) -> None:
+            self.modes: list[bool] = []
+
+        def due(self, step):
+            return False
+
+        def check(self, model, step):
+            self.modes.append(model.training)
+            return {"gen/unique_ratio": 1.0}, []
+
+    try:
+        recorder = engine.pieces.generation = Recorder()
+        engine.train_mode(True)
+        engine.check_generation()
+        assert recorder.modes == [False] and engine.policy.training and engine.pieces.heads["head"].training
+        engine.fit()
+        assert engine.source.modes and all(m == (False, True) for m in engine.source.modes)  # the source's view
+    finally:
+        run.close()
+
+
+class Penalty(StepPlugin):
+    """A constraint-like plug-in: adds lam * (task loss) as its own term and moves lam after each step."""
+
+    key = "penalty"
+
+    def __init__(self) -> None:
+        self.lam = 0.1
+
+    def terms(self, batch, out: LossOutput) -> dict[str, torch.Tensor]:
+        return {"penalty": self.lam * out.terms["task"]}
+
+    def after_step(self, metrics: dict[str, float]) -> dict[str, float]:
+        self.lam += 0.01 * metrics["loss/task"]
+        return {"penalty/lambda": self.lam}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"lam": self.lam}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.lam = state["lam"]
+
+
+def test_a_plugin_adds_a_loss_term_updates_after_applied_steps_and_is_checkpointed(tmp_path):
+    penalty = Penalty()
+    engine, run = engine_for(toy_config(tmp_path, stages=[toy_stage(max_steps=3, save_every=3)]), [penalty])
+    try:
+        metrics, _, _ = engine.train_step()
+        want = metrics["loss/task"] + metrics["loss/head"] + metrics["loss/penalty"]
+        assert metrics["loss/penalty"] == pytest.approx(0.1 * metrics["loss/task"], rel=1e-5)
+        assert metrics["loss/train"] == pytest.approx(want, rel=1e-5)
+        engine.state.stage_step = engine.state.global_step = 1
+        engine.fit()
+        assert penalty.lam > 0.1
+        saved = engine.services.checkpointer.latest().json("state")
+        assert saved["plugin/penalty"] == {"lam": penalty.lam}
+    finally:
+        run.close()
+
+
+def test_a_frozen_base_trains_only_the_head_and_is_not_checkpointed(tmp_path):
+    engine, run = engine_for(toy_config(tmp_path, stages=[toy_stage(max_steps=3, save_every=3, freeze_base=True)]))
+    try:
+        before = {k: v.clone() for k, v in engine.policy.state_dict().items()}
+        head_before = engine.pieces.heads["head"].proj.weight.clone()
+        engine.fit()
+        assert all(torch.equal(before[k], v) for k, v in engine.policy.state_dict().items())
+        assert not torch.equal(head_before, engine.pieces.heads["head"].proj.weight)
+        files = sorted(f.name for f in engine.services.checkpointer.latest().path.iterdir())
+        assert "model.safetensors" not in files and "head.safetensors" in files
+        assert {g["module"] for g in engine.optimizer.param_groups} == {"head"}
+    finally:
+        run.close()
+
+
+def test_an_adapter_reference_is_the_base_without_a_second_copy():
+    from trainguard.config import LoraSection, ModelSection
+    from trainguard.engine.companions import reference_policy
+    from trainguard.models.tokenizer import byte_tokenizer
+
+    tok = byte_tokenizer()
+    base = build_model(ModelSection(preset="tiny"), tok, 32, seed=0)
+    policy = add_lora(build_model(ModelSection(preset="tiny"), tok, 32, seed=0), LoraSection(r=4, dropout=0.0))
+    with torch.no_grad():
+        for name, p in policy.named_parameters():
+            if "lora_B" in name:
+                p.add_(0.05)  # a trained adapter
+    reference = reference_policy("adapter", policy, "start", torch.device("cpu"))
+    ids = torch.tensor([[1, 5, 9, 12, 3]])
+    ref = reference(input_ids=ids).logits
+    assert torch.allclose(ref, base(input_ids=ids).logits, atol=1e-6)
+    assert not torch.allclose(ref, policy(input_ids=ids).logits, atol=1e-3)
+    assert not ref.requires_grad
+    assert sum(1 for _ in reference.module.policy.parameters()) == sum(1 for _ in policy.parameters())  # same one
+
+
+def test_best_follows_the_configured_metric_and_direction(tmp_path):
+    stage = toy_stage(max_steps=8, eval_every=2, best_metric="loss/eval", best_mode="max")
+    _, run = run_pipeline(toy_config(tmp_path, stages=[stage]))
+    evals = metric(run.path, "loss/eval")
+    bests = [e for e in read_table(run.path / "metrics.db", "events") if e["kind"] == "best"]
+    values = [json.loads(e["data"])["value"] for e in bests]
+    assert values == sorted(values) and values[-1] == max(evals.values())  # higher is better here
+    assert (run.path / "best" / "heads" / "head" / "model.safetensors").is_file()

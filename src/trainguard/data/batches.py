@@ -1,9 +1,21 @@
 """Tokenised examples and right-padded batches with completion masks."""
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import torch
+
+
+class Batch(Protocol):
+    """What the engine needs of a micro-batch: moving it to the device and its token count. Batches that
+    also carry `input_ids` and `token_mask` (B, T) get the data checks and the batch faults; a `texts`
+    list, when present, is checked instead of decoding the ids. Loss units come from the objective's
+    `weight(batch)`, since they depend on the loss (completion tokens, pairs, episodes)."""
+
+    def to(self, device: torch.device) -> "Batch": ...
+
+    @property
+    def n_tokens(self) -> int: ...
 
 
 @dataclass

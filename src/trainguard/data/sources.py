@@ -17,7 +17,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from trainguard.data.batches import TokenBatch, TokenizedExample, collate, tokenize_record
+from trainguard.data.batches import Batch, TokenBatch, TokenizedExample, collate, tokenize_record
 from trainguard.data.config import DataSection
 from trainguard.data.records import RecordSet
 from trainguard.errors import DataError
@@ -66,10 +66,10 @@ class Source(ABC):
     def build(cls, config: SourceConfig, ctx: SourceContext) -> "Source": ...
 
     @abstractmethod
-    def next_batch(self, policy: nn.Module | None = None) -> Any:
-        """One micro-batch (to device, n_tokens; token batches also feed data checks and faults)."""
+    def next_batch(self, policy: nn.Module | None = None) -> Batch:
+        """One micro-batch; `policy` is the live, unwrapped model being trained."""
 
-    def eval_data(self) -> list[Any]:
+    def eval_data(self) -> list[Batch]:
         """Held-out batches the objective's `evaluate` reads."""
         return []
 
