@@ -26,9 +26,10 @@ from trainguard.config import ModelSection, OptimizerSection, StageSection
 from trainguard.data.batches import collate
 from trainguard.data.sources import RecordSource, tokenize_all
 from trainguard.engine.checkpoint import Checkpointer
-from trainguard.engine.loop import Engine, RunServices, StagePieces
+from trainguard.engine.loop import Engine
 from trainguard.engine.optim import build_optimizer
 from trainguard.engine.outcome import Hooks
+from trainguard.engine.pieces import RunServices, StagePieces
 from trainguard.engine.schedule import lr_at
 from trainguard.engine.state import TrainState
 from trainguard.guard.guard import Guard, GuardSection

@@ -19,8 +19,9 @@ from safetensors.torch import load_file
 from helpers import tiny_config, write_config
 from trainguard.config import load_config
 from trainguard.engine.companions import tensors_sha256
-from trainguard.engine.loop import Engine, RunServices
+from trainguard.engine.loop import Engine
 from trainguard.engine.outcome import Hooks
+from trainguard.engine.pieces import RunServices
 from trainguard.engine.pipeline import Pipeline
 from trainguard.errors import ConfigError
 from trainguard.guard.alerts import Alert

@@ -8,63 +8,25 @@ host sync -> detectors -> policy -> the last update applied or not. Post-update 
 
 import math
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from accelerate import Accelerator
 from torch import nn
 
-from trainguard.config import StageSection
 from trainguard.data.batches import TokenBatch
-from trainguard.data.sources import Source
-from trainguard.engine.checkpoint import Checkpoint, Checkpointer
+from trainguard.engine.checkpoint import Checkpoint
 from trainguard.engine.optim import set_group_lrs
-from trainguard.engine.outcome import GuardStop, Hooks, StageResult
+from trainguard.engine.outcome import GuardStop, StageResult
+from trainguard.engine.pieces import RunServices, StagePieces
 from trainguard.engine.schedule import lr_at
-from trainguard.engine.state import Knobs, RngBundle, StateRegistry, TrainState, WorldMemory
+from trainguard.engine.state import RngBundle, StateRegistry
 from trainguard.engine.stats import abs_max, global_norm, nonfinite_counts, update_norm
 from trainguard.engine.step import StepTensors
 from trainguard.errors import ConfigError
 from trainguard.guard.actions import ACTIONS
 from trainguard.guard.alerts import Alert
-from trainguard.guard.faults import FaultInjector
-from trainguard.guard.guard import Guard
 from trainguard.guard.policies import Decision
 from trainguard.models.loading import is_lora
-from trainguard.objectives import Objective, StepPlugin
-
-
-@dataclass
-class StagePieces:
-    """What one stage trains, built by the pipeline (or a test) per stage."""
-
-    stage: StageSection
-    index: int
-    total_steps: int
-    model: nn.Module  # prepared by accelerate
-    objective: Objective
-    source: Source
-    optimizer: torch.optim.Optimizer
-    heads: dict[str, nn.Module] = field(default_factory=dict)  # the objective's trainables, prepared
-    plugins: list[StepPlugin] = field(default_factory=list)
-    guard: Guard | None = None
-    generation: Any = None
-
-
-@dataclass
-class RunServices:
-    """What lives across the run's stages."""
-
-    accelerator: Accelerator
-    state: TrainState
-    sinks: Any
-    checkpointer: Checkpointer
-    hooks: Hooks
-    knobs: Knobs = field(default_factory=Knobs)
-    world: WorldMemory = field(default_factory=WorldMemory)
-    faults: FaultInjector | None = None
-    checkpoint_meta: dict[str, Any] = field(default_factory=dict)
 
 
 class Engine:

@@ -13,8 +13,9 @@ from trainguard.atomic import atomic_write_json
 from trainguard.config import RunConfig, RunSection, StageSection
 from trainguard.data.records import RecordSet, load_records
 from trainguard.engine.checkpoint import Checkpoint, Checkpointer
-from trainguard.engine.loop import Engine, RunServices
+from trainguard.engine.loop import Engine
 from trainguard.engine.outcome import GuardStop, Hooks, StageResult
+from trainguard.engine.pieces import RunServices
 from trainguard.engine.stage import StageBuilder
 from trainguard.engine.state import Knobs, TrainState, WorldMemory, seed_everything
 from trainguard.eval.accuracy import generate_text, heldout_instances, task_accuracy

@@ -13,8 +13,8 @@ from trainguard.config import RunConfig, StageSection
 from trainguard.data.records import RecordSet
 from trainguard.data.sources import SOURCES, Source, SourceContext
 from trainguard.engine.companions import Companion, load_companion, reference_policy
-from trainguard.engine.loop import StagePieces
 from trainguard.engine.optim import build_optimizer
+from trainguard.engine.pieces import StagePieces
 from trainguard.guard.guard import Guard
 from trainguard.models.loading import DTYPES, build_model, is_lora
 from trainguard.objectives import OBJECTIVES, ObjectiveContext
