@@ -409,3 +409,52 @@ def test_best_follows_the_configured_metric_and_direction(tmp_path):
     values = [json.loads(e["data"])["value"] for e in bests]
     assert values == sorted(values) and values[-1] == max(evals.values())  # higher is better here
     assert (run.path / "best" / "heads" / "head" / "model.safetensors").is_file()
+
+
+def test_a_stage_may_bring_its_own_data_start_from_a_folder_and_drop_lora(tmp_path):
+    from trainguard.models.loading import export_model, is_lora
+
+    cfg0 = load_config(toy_config(tmp_path, "seed"))
+    tok = load_tokenizer(cfg0.model, cfg0.tokenizer)
+    start = build_model(cfg0.model, tok, 32, seed=123)  # another init than the run's seed 0
+    export_model(start, tok, tmp_path / "start-here")
+    second = toy_stage(
+        name="two",
+        init=str(tmp_path / "start-here"),
+        lora=None,
+        source={"name": "toy_policy", "data": {"sources": [{"task": "sort", "n": 50}], "eval_fraction": 0.2}},
+    )
+    path = toy_config(tmp_path, stages=[toy_stage(), second], model={"preset": "tiny", "lora": {"r": 4}})
+    cfg = load_config(path)
+    run = RunDir.create(cfg, overwrite=True)
+    try:
+        pipeline = Pipeline(cfg, Console(quiet=True))
+        pipeline.attach(run)
+        first, _ = pipeline.builder.build(0)
+        two, _ = pipeline.builder.build(1)
+        assert is_lora(first.model) and not is_lora(two.model)
+        assert len(first.source.examples) == 360 and len(two.source.examples) == 40  # 400 and 50 records, split
+        prompts = tok.batch_decode(two.source.next_batch(two.model).input_ids[:2], skip_special_tokens=True)
+        assert all("sort" in p.lower() for p in prompts), prompts
+        loaded = two.model.state_dict()
+        assert all(torch.equal(loaded[k], v) for k, v in start.state_dict().items())
+    finally:
+        run.close()
+
+
+def test_a_registered_action_turns_its_own_knob_which_is_checkpointed(tmp_path):
+    from trainguard.guard.actions import ACTIONS, Action, register_action
+
+    if "test_cool_down" not in ACTIONS:
+        register_action(Action("test_cool_down", 1, knob="temperature", factor_key="lower_lr_factor"))
+    guard = {"policies": {"oscillation": "test_cool_down"}, "lower_lr_factor": 0.5}
+    engine, run = engine_for(toy_config(tmp_path, stages=[toy_stage(max_steps=2)], guard=guard))
+    try:
+        assert engine.guard.policies["oscillation"] == "test_cool_down"
+        engine.act(Decision("test_cool_down", [Alert("oscillation", "warning", 1, 1.0, 0.9, "cool down")]))
+        assert engine.knobs["temperature"] == 0.5 and engine.knobs["lr_scale"] == 1.0
+        assert engine.save().path.joinpath("state.json").read_text().count('"temperature": 0.5') == 1
+    finally:
+        run.close()
+    with pytest.raises(ConfigError, match="unknown action 'warm_up'"):
+        load_config(toy_config(tmp_path, "bad", guard={"policies": {"oscillation": "warm_up"}}))
