@@ -1,4 +1,4 @@
-"""A user's own objective, registered from this file (`plugins: [custom_objective.py]` in the run file).
+"""A user's own objective, registered from this file (`imports: [custom_objective.py]` in the run file).
 
 `length_sft`: completion-only cross-entropy (reused from the built-in SFT objective) plus an auxiliary head
 that predicts, from the prompt's last hidden state, how many tokens the completion will have. It shows the

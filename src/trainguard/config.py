@@ -18,7 +18,7 @@ from trainguard.errors import ConfigError
 from trainguard.guard.faults import FaultSpec
 from trainguard.guard.guard import GuardSection
 from trainguard.models.config import LoraSection, ModelSection, TokenizerSection
-from trainguard.objectives import OBJECTIVES, ObjectiveConfig
+from trainguard.objectives import OBJECTIVES, STEP_PLUGINS, ObjectiveConfig, StepPluginConfig
 from trainguard.plugins import load_plugin, resolve_plugin
 from trainguard.section import Section
 from trainguard.tasks import TASKS
@@ -97,6 +97,11 @@ class StageSection(Section):
     reward_model: str | None = Field(
         None, description="Frozen reward model: an earlier stage's name or a model folder (with its heads/)."
     )
+    plugins: list[SerializeAsAny[StepPluginConfig]] = Field(
+        default_factory=list,
+        description="Step plug-ins beside the objective, each {name, ...}: extra loss terms and state updated "
+        "after each applied step (constraints).",
+    )
     max_steps: int | None = Field(None, gt=0, description="Engine steps in this stage (or set epochs).")
     epochs: float | None = Field(None, gt=0, description="Passes over the training records (or set max_steps).")
     batch_size: int = Field(8, gt=0, description="Examples per micro-batch.")
@@ -126,6 +131,16 @@ class StageSection(Section):
     @classmethod
     def _source(cls, value: Any) -> Any:
         return _plugin_config(SOURCES, "source", value)
+
+    @field_validator("plugins", mode="before")
+    @classmethod
+    def _step_plugins(cls, value: Any) -> Any:
+        if not isinstance(value, list):
+            return value
+        names = [v.get("name") if isinstance(v, dict) else v for v in value]
+        if len(set(names)) != len(names):
+            raise ValueError(f"each step plug-in may appear once; got {names}")
+        return [_plugin_config(STEP_PLUGINS, "step plug-in", v) for v in value]
 
     @model_validator(mode="after")
     def _length(self) -> "StageSection":
@@ -169,10 +184,10 @@ class RunConfig(Section):
     tracking: TrackingSection = Field(default_factory=TrackingSection, description="Mirrors and progress display.")
     guard: GuardSection = Field(default_factory=GuardSection, description="Detectors, policies and rollback.")
     faults: list[FaultSpec] = Field(default_factory=list, description="Faults injected on purpose (tests, demos).")
-    plugins: list[str] = Field(
+    imports: list[str] = Field(
         default_factory=list,
         description="Python files (relative to this file or the working directory) or modules imported first: "
-        "their objectives, sources and actions become usable names.",
+        "the objectives, sources, step plug-ins and actions they register become usable names.",
     )
 
     @field_validator("stages")
@@ -189,12 +204,15 @@ class RunConfig(Section):
         """Each stage's `init` and `reward_model` name an earlier stage or an existing model folder; an
         `adapter` reference needs LoRA; guard overrides are valid guard settings."""
         problems = []
+        names = [s.name for s in self.stages]
         for i, stage in enumerate(self.stages):
-            earlier = [s.name for s in self.stages[:i]]
+            earlier = names[:i]
             for key, value, fixed in (("init", stage.init, STAGE_START), ("reward_model", stage.reward_model, ())):
                 if value is None or value in fixed or value in earlier:
                     continue
-                if not (Path(value) / "config.json").is_file():
+                if value in names:
+                    problems.append(f"stages.{i}.{key}: {value!r} is this stage or a later one; name an earlier one")
+                elif not (Path(value) / "config.json").is_file():
                     allowed = ", ".join([*fixed, *earlier]) or "none"
                     problems.append(
                         f"stages.{i}.{key}: {value!r} is neither an earlier stage nor a model folder with a "
@@ -261,14 +279,14 @@ def set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
 
 
 def parse_config(tree: Any, source: str = "config", base: Path | None = None) -> RunConfig:
-    """Validate a parsed run file; its `plugins` are imported first (files resolved against `base`)."""
+    """Validate a parsed run file; its `imports` are imported first (files resolved against `base`)."""
     if not isinstance(tree, dict):
         raise ConfigError(f"{source}: expected a mapping of sections (run, model, data, stages, ...)")
-    plugins = tree.get("plugins") or []
-    if not isinstance(plugins, list):
-        raise ConfigError(f"{source}: plugins: expected a list of Python files or module names")
-    tree["plugins"] = [resolve_plugin(str(p), base or Path.cwd()) for p in plugins]
-    for entry in tree["plugins"]:
+    imports = tree.get("imports") or []
+    if not isinstance(imports, list):
+        raise ConfigError(f"{source}: imports: expected a list of Python files or module names")
+    tree["imports"] = [resolve_plugin(str(p), base or Path.cwd()) for p in imports]
+    for entry in tree["imports"]:
         load_plugin(entry)
     try:
         return RunConfig.model_validate(tree)

@@ -9,10 +9,10 @@ from pydantic_core import PydanticUndefined
 
 from trainguard.config import RunConfig
 from trainguard.data.sources import SOURCES
-from trainguard.objectives import OBJECTIVES
+from trainguard.objectives import OBJECTIVES, STEP_PLUGINS
 
 PIPE = "\\|"  # a literal | inside a markdown table cell
-PLUGIN_FIELDS = ("objective", "source")  # picked from a registry: their keys are listed per plug-in below
+PLUGIN_FIELDS = ("objective", "source", "plugins")  # picked from a registry: their keys are listed per plug-in below
 
 
 def _models_in(annotation: Any) -> list[type[BaseModel]]:
@@ -61,15 +61,17 @@ def config_reference() -> str:
         lines.append(f"| `{key}` | {kind} | {default} | {desc} |")
     registries: list[tuple[str, Any]] = [("Objectives (`stages[].objective`)", OBJECTIVES)]
     registries.append(("Sources (`stages[].source`)", SOURCES))
+    registries.append(("Step plug-ins (`stages[].plugins[]`)", STEP_PLUGINS))
     for title, registry in registries:
         lines += ["", f"{title}:", ""]
-        for name in registry:
-            if not registry.get(name).__module__.startswith("trainguard."):
-                continue  # a user's plug-in documents itself
-            cfg = registry.get(name).Config
-            fields = cfg.model_fields.items()
+        # a user's plug-ins document themselves
+        built_in = [n for n in registry if registry.get(n).__module__.startswith("trainguard.")]
+        for name in built_in:
+            fields = registry.get(name).Config.model_fields.items()
             keys = ", ".join(f"`{k}` ({_default(f)}): {f.description}" for k, f in fields if k != "name")
             lines.append(f"- `{name}`: {keys or 'no keys'}")
+        if not built_in:
+            lines.append("- none built in yet (register your own)")
     return "\n".join(lines) + "\n"
 
 

@@ -1,5 +1,5 @@
-"""Users' own plug-ins: a run file's `plugins:` names Python files or modules imported before the config
-is validated, so the objectives, sources and actions they register are known to it."""
+"""Users' own plug-ins: a run file's `imports:` names Python files or modules imported before the config
+is validated, so the objectives, sources, step plug-ins and actions they register are known to it."""
 
 import importlib
 import importlib.util
@@ -19,7 +19,7 @@ def resolve_plugin(entry: str, base: Path) -> str:
         candidate = (root / entry).resolve()
         if candidate.is_file():
             return str(candidate)
-    raise ConfigError(f"plugins: file {entry!r} not found (looked in {base} and {Path.cwd()})")
+    raise ConfigError(f"imports: file {entry!r} not found (looked in {base} and {Path.cwd()})")
 
 
 def load_plugin(entry: str) -> str:
@@ -37,6 +37,6 @@ def load_plugin(entry: str) -> str:
         else:
             name = importlib.import_module(entry).__name__
     except Exception as err:
-        raise ConfigError(f"plugins: importing {entry!r} failed: {type(err).__name__}: {err}") from None
+        raise ConfigError(f"imports: importing {entry!r} failed: {type(err).__name__}: {err}") from None
     _loaded[entry] = name
     return name

@@ -18,16 +18,16 @@ from safetensors.torch import load_file
 
 from helpers import tiny_config, write_config
 from trainguard.config import load_config
-from trainguard.engine.companions import tensors_sha256
+from trainguard.engine.companions import folder_sha256, tensors_sha256
 from trainguard.engine.loop import Engine
 from trainguard.engine.outcome import Hooks
 from trainguard.engine.pieces import RunServices
 from trainguard.engine.pipeline import Pipeline
+from trainguard.engine.state import Knobs
 from trainguard.errors import ConfigError
 from trainguard.guard.alerts import Alert
 from trainguard.guard.policies import Decision
 from trainguard.models.loading import add_lora, build_model, load_tokenizer
-from trainguard.objectives import LossOutput, StepPlugin
 from trainguard.run import RunDir
 from trainguard.track.store import read_metrics, read_table
 
@@ -37,6 +37,7 @@ import sys
 from rich.console import Console
 from trainguard.config import load_config
 from trainguard.engine.pipeline import Pipeline
+from trainguard.engine.state import Knobs
 from trainguard.errors import ConfigError
 from trainguard.run import RunDir
 import torch
@@ -72,7 +73,7 @@ def toy_config(tmp_path: Path, name: str = "toy", stages: list[dict[str, Any]] |
     sections["guard"].setdefault("detectors", {})["update_ratio"] = {"enabled": False}
     cfg = tiny_config(tmp_path / "runs", stages=stages or [toy_stage()], **sections)
     cfg["run"]["name"] = name
-    cfg["plugins"] = [TOYS]
+    cfg["imports"] = [TOYS]
     return write_config(tmp_path / f"{name}.yaml", cfg)
 
 
@@ -88,16 +89,16 @@ def run_pipeline(path: Path) -> tuple[Pipeline, RunDir]:
     return pipeline, run
 
 
-def engine_for(path: Path, plugins: list[StepPlugin] | None = None) -> tuple[Engine, RunDir]:
+def engine_for(path: Path) -> tuple[Engine, RunDir]:
     """Stage 0's engine, built the way the pipeline builds it, with the run folder open."""
     cfg = load_config(path)
     run = RunDir.create(cfg, overwrite=True)
     pipeline = Pipeline(cfg, Console(quiet=True))
     pipeline.attach(run)
-    pieces, _ = pipeline.builder.build(0)
-    pieces.plugins = plugins or []
+    knobs = Knobs()
+    pieces, _ = pipeline.builder.build(0, knobs)
     hooks = Hooks(event=lambda *a, **k: None, alert=lambda a: None, forget_after=run.store.truncate_after)
-    services = RunServices(pipeline.accelerator, pipeline.state, Sink(), pipeline.checkpointer, hooks)
+    services = RunServices(pipeline.accelerator, pipeline.state, Sink(), pipeline.checkpointer, hooks, knobs)
     return Engine(pieces, services), run
 
 
@@ -217,13 +218,15 @@ def test_pruning_keeps_the_newest_healthy_checkpoint(tmp_path):
 
 
 def test_second_stage_from_base_with_a_reference_records_its_hash_and_never_saves_it(tmp_path):
-    second = toy_stage(name="again", init="base", reference="copy", max_steps=4, save_every=2)
+    second = toy_stage(name="again", init="base", reference="copy", reward_model="toy", max_steps=4, save_every=2)
     _, run = run_pipeline(toy_config(tmp_path, stages=[toy_stage(max_steps=4), second]))
     manifest = json.loads((run.path / "manifest.json").read_text())
     recorded = manifest["companions"]["again"]["reference"]
     cfg = load_config(run.path / "config.yaml")
     base = build_model(cfg.model, load_tokenizer(cfg.model, cfg.tokenizer), cfg.tokenizer.max_length, cfg.run.seed)
     assert recorded["sha256"] == tensors_sha256(base) and "preset tiny" in recorded["path"]
+    rm = manifest["companions"]["again"]["reward_model"]
+    assert rm == {"path": str(run.path / "exports" / "toy"), "sha256": folder_sha256(run.path / "exports" / "toy")}
     first_of_second = run.path / "checkpoints" / "step-000004"  # stage 2's start (its rollback target) ...
     stages = {p: json.loads((p / "manifest.json").read_text())["stage"] for p in run.checkpoints.iterdir()}
     stage_two = [p for p, name in stages.items() if name == "again"]
@@ -241,26 +244,39 @@ def test_second_stage_from_base_with_a_reference_records_its_hash_and_never_save
 
 
 def test_a_spike_in_the_grace_window_after_a_stage_start_is_not_alerted_but_a_later_one_is(tmp_path):
-    guard = {
-        "grace_steps": 4,
-        "detectors": {"loss_spike": {"window": 8, "sigmas": 4.0}},
-        "policies": {"loss_spike": "skip_step", "grad_explosion": "none"},
-    }
-    stages = [
-        {"name": "one", "objective": "sft", "max_steps": 30, "batch_size": 16, "optimizer": {"lr": 3e-3},
-         "schedule": {"warmup_steps": 2}, "save_every": 100, "eval_every": 100},
-        {"name": "two", "objective": "sft", "max_steps": 20, "batch_size": 16, "optimizer": {"lr": 3e-3},
-         "schedule": {"warmup_steps": 0}, "save_every": 100, "eval_every": 100},
-    ]  # fmt: skip
-    faults = [
-        {"kind": "corrupt_batch", "at_step": 32, "magnitude": 1.0},  # stage two, step 2: inside the grace window
-        {"kind": "corrupt_batch", "at_step": 44, "magnitude": 1.0},  # stage two, step 14
-    ]
-    _, run = run_pipeline(toy_config(tmp_path, stages=stages, guard=guard, faults=faults))
-    spikes = [a for a in read_table(run.path / "metrics.db", "alerts") if a["kind"] == "loss_spike"]
-    assert [a["step"] for a in spikes] == [44]
-    loss = metric(run.path, "loss/train")
-    assert loss[32] > 2 * loss[31]  # the grace step really was a jump the armed window would have flagged
+    def spikes(name: str, grace: int) -> list[int]:
+        guard = {
+            "detectors": {"loss_spike": {"window": 8, "sigmas": 4.0}},  # armed after 4 steps of a stage
+            "policies": {"loss_spike": "skip_step", "grad_explosion": "none"},
+        }
+        stages = [
+            {"name": "one", "objective": "sft", "max_steps": 20, "batch_size": 16, "optimizer": {"lr": 3e-3},
+             "schedule": {"warmup_steps": 2}, "save_every": 100, "eval_every": 100},
+            {"name": "two", "objective": "sft", "max_steps": 24, "batch_size": 16, "optimizer": {"lr": 1e-3},
+             "schedule": {"warmup_steps": 0}, "save_every": 100, "eval_every": 100, "guard": {"grace_steps": grace}},
+        ]  # fmt: skip
+        faults = [
+            {"kind": "corrupt_batch", "at_step": 27, "magnitude": 1.0},  # stage two, step 7: armed, in the grace
+            {"kind": "corrupt_batch", "at_step": 40, "magnitude": 1.0},  # stage two, step 20: after it
+        ]
+        _, run = run_pipeline(toy_config(tmp_path, name, stages=stages, guard=guard, faults=faults))
+        alerts = read_table(run.path / "metrics.db", "alerts")
+        return sorted({a["step"] for a in alerts if a["kind"] == "loss_spike"})
+
+    assert spikes("graced", grace=10) == [40]
+    assert spikes("control", grace=0) == [27, 40]  # the same jump, alerted without the grace window
+
+
+def test_a_nonfinite_last_update_after_applied_ones_is_a_rollback_not_a_half_skip(tmp_path):
+    objective = {"name": "toy_inner", "inner_updates": 4, "poison": [5, 3]}  # step 5's last update: 3 applied
+    guard = {"policies": {"nonfinite": "skip_step"}}
+    stage = toy_stage(objective=objective, max_steps=8)
+    _, run = run_pipeline(toy_config(tmp_path, stages=[stage], guard=guard))
+    events = [e for e in read_table(run.path / "metrics.db", "events") if e["kind"] == "action"]
+    assert [e["message"].split(" (")[0] for e in events] == ["rollback to step-000004 at step 5"]
+    assert "nonfinite" in events[0]["message"]
+    assert all(math.isfinite(v) for v in metric(run.path, "loss/train").values())
+    assert not metric(run.path, "guard/skipped")  # never logged as a skipped step
 
 
 def test_early_stop_skips_the_remaining_inner_updates(tmp_path):
@@ -326,32 +342,11 @@ def test_generation_checks_sample_in_eval_mode_and_training_resumes_in_train_mod
         run.close()
 
 
-class Penalty(StepPlugin):
-    """A constraint-like plug-in: adds lam * (task loss) as its own term and moves lam after each step."""
-
-    key = "penalty"
-
-    def __init__(self) -> None:
-        self.lam = 0.1
-
-    def terms(self, batch, out: LossOutput) -> dict[str, torch.Tensor]:
-        return {"penalty": self.lam * out.terms["task"]}
-
-    def after_step(self, metrics: dict[str, float]) -> dict[str, float]:
-        self.lam += 0.01 * metrics["loss/task"]
-        return {"penalty/lambda": self.lam}
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"lam": self.lam}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.lam = state["lam"]
-
-
 def test_a_plugin_adds_a_loss_term_updates_after_applied_steps_and_is_checkpointed(tmp_path):
-    penalty = Penalty()
-    engine, run = engine_for(toy_config(tmp_path, stages=[toy_stage(max_steps=3, save_every=3)]), [penalty])
+    stage = toy_stage(max_steps=3, save_every=3, plugins=[{"name": "toy_penalty", "lam": 0.1}])
+    engine, run = engine_for(toy_config(tmp_path, stages=[stage]))
     try:
+        (penalty,) = engine.pieces.plugins
         metrics, _, _ = engine.train_step()
         want = metrics["loss/task"] + metrics["loss/head"] + metrics["loss/penalty"]
         assert metrics["loss/penalty"] == pytest.approx(0.1 * metrics["loss/task"], rel=1e-5)
@@ -360,7 +355,7 @@ def test_a_plugin_adds_a_loss_term_updates_after_applied_steps_and_is_checkpoint
         engine.fit()
         assert penalty.lam > 0.1
         saved = engine.services.checkpointer.latest().json("state")
-        assert saved["plugin/penalty"] == {"lam": penalty.lam}
+        assert saved["plugin/toy_penalty"] == {"lam": penalty.lam}
     finally:
         run.close()
 
@@ -430,8 +425,8 @@ def test_a_stage_may_bring_its_own_data_start_from_a_folder_and_drop_lora(tmp_pa
     try:
         pipeline = Pipeline(cfg, Console(quiet=True))
         pipeline.attach(run)
-        first, _ = pipeline.builder.build(0)
-        two, _ = pipeline.builder.build(1)
+        first, _ = pipeline.builder.build(0, Knobs())
+        two, _ = pipeline.builder.build(1, Knobs())
         assert is_lora(first.model) and not is_lora(two.model)
         assert len(first.source.examples) == 360 and len(two.source.examples) == 40  # 400 and 50 records, split
         prompts = tok.batch_decode(two.source.next_batch(two.model).input_ids[:2], skip_special_tokens=True)
@@ -446,13 +441,14 @@ def test_a_registered_action_turns_its_own_knob_which_is_checkpointed(tmp_path):
     from trainguard.guard.actions import ACTIONS, Action, register_action
 
     if "test_cool_down" not in ACTIONS:
-        register_action(Action("test_cool_down", 1, knob="temperature", factor_key="lower_lr_factor"))
-    guard = {"policies": {"oscillation": "test_cool_down"}, "lower_lr_factor": 0.5}
+        register_action(Action("test_cool_down", 1, knob="temperature", factor=0.5))
+    guard = {"policies": {"oscillation": "test_cool_down"}}
     engine, run = engine_for(toy_config(tmp_path, stages=[toy_stage(max_steps=2)], guard=guard))
     try:
         assert engine.guard.policies["oscillation"] == "test_cool_down"
         engine.act(Decision("test_cool_down", [Alert("oscillation", "warning", 1, 1.0, 0.9, "cool down")]))
         assert engine.knobs["temperature"] == 0.5 and engine.knobs["lr_scale"] == 1.0
+        assert engine.objective.ctx.knobs is engine.knobs  # what a sampling objective or source would read
         assert engine.save().path.joinpath("state.json").read_text().count('"temperature": 0.5') == 1
     finally:
         run.close()

@@ -1,4 +1,4 @@
-"""A toy objective and a toy source for the engine's seams, loaded as a plug-in (`plugins: [toys.py]`).
+"""A toy objective, a toy source and a toy step plug-in for the engine's seams, loaded through `imports: [toys.py]`.
 
 `toy_inner`: cross-entropy plus a head that regresses the completion length from the mean hidden state,
 weighted by `beta` (state, updated after each applied step); one engine step = `inner_updates` updates over
@@ -17,7 +17,16 @@ from trainguard.data.batches import TokenBatch
 from trainguard.data.sources import SOURCES, RecordSource, SourceConfig, generating
 from trainguard.engine.optim import ParamGroupSection
 from trainguard.models.heads import ScalarHead
-from trainguard.objectives import OBJECTIVES, LossOutput, Objective, ObjectiveConfig, ObjectiveContext
+from trainguard.objectives import (
+    OBJECTIVES,
+    STEP_PLUGINS,
+    LossOutput,
+    Objective,
+    ObjectiveConfig,
+    ObjectiveContext,
+    StepPlugin,
+    StepPluginConfig,
+)
 from trainguard.objectives.sft import token_cross_entropy_sum
 
 
@@ -26,6 +35,7 @@ class ToyConfig(ObjectiveConfig):
     inner_updates: int = Field(4, ge=1, description="Row chunks, each its own optimizer step.")
     head_lr_mult: float = Field(10.0, gt=0, description="Head LR multiple.")
     stop_above: float | None = Field(None, description="Skip the remaining inner updates once toy/head_err > this.")
+    poison: tuple[int, int] | None = Field(None, description="(step, update): make that update's loss NaN, once.")
 
 
 def rows(batch: TokenBatch, start: int, stop: int) -> TokenBatch:
@@ -41,6 +51,7 @@ class ToyInner(Objective):
         super().__init__(config, ctx)
         self.head = ScalarHead(ctx.model_config.hidden_size)
         self.beta = 0.5
+        self.steps, self.calls, self.poisoned = 0, 0, False  # this process's count, for `poison` only
         if config.stop_above is not None:
             self.early_stop_key = "toy/head_err"  # type: ignore[misc]
 
@@ -59,6 +70,7 @@ class ToyInner(Objective):
     def plan(self, batches: list[TokenBatch]) -> list[list[TokenBatch]]:
         (batch,) = batches
         n, k = batch.input_ids.shape[0], self.config.inner_updates
+        self.steps, self.calls = self.steps + 1, 0
         bounds = [round(i * n / k) for i in range(k + 1)]
         return [[rows(batch, a, b)] for a, b in itertools.pairwise(bounds)]
 
@@ -67,6 +79,9 @@ class ToyInner(Objective):
         ce = token_cross_entropy_sum(out.logits, batch.input_ids, batch.completion_mask)
         predicted = self.head(out.hidden_states[-1].mean(dim=1).float())  # (B,)
         squared = (predicted - batch.completion_mask.sum(dim=1).float()) ** 2
+        if (self.steps, self.calls) == self.config.poison and not self.poisoned:
+            self.poisoned, ce = True, ce * float("nan")
+        self.calls += 1
         return LossOutput({"task": ce, "head": self.beta * squared.sum()}, {"toy/head_err": squared.mean().detach()})
 
     def after_step(self, metrics: dict[str, float]) -> dict[str, float]:
@@ -113,3 +128,33 @@ class ToyPolicySource(RecordSource):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
         self.calls = int(state["calls"])
+
+
+class PenaltyConfig(StepPluginConfig):
+    name: Literal["toy_penalty"] = "toy_penalty"
+    lam: float = Field(0.1, description="Starting multiplier.")
+
+
+@STEP_PLUGINS.register("toy_penalty")
+class Penalty(StepPlugin):
+    """A constraint-like plug-in: adds lam * (task loss) as its own term and moves lam after each step."""
+
+    Config = PenaltyConfig
+    config: PenaltyConfig
+
+    def __init__(self, config: PenaltyConfig, ctx: ObjectiveContext) -> None:
+        super().__init__(config, ctx)
+        self.lam = config.lam
+
+    def terms(self, batch: Any, out: LossOutput) -> dict[str, torch.Tensor]:
+        return {"penalty": self.lam * out.terms["task"]}
+
+    def after_step(self, metrics: dict[str, float]) -> dict[str, float]:
+        self.lam += 0.01 * metrics["loss/task"]
+        return {"penalty/lambda": self.lam}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"lam": self.lam}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.lam = state["lam"]

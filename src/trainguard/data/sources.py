@@ -20,6 +20,7 @@ from torch import nn
 from trainguard.data.batches import Batch, TokenBatch, TokenizedExample, collate, tokenize_record
 from trainguard.data.config import DataSection
 from trainguard.data.records import RecordSet
+from trainguard.engine.state import Knobs
 from trainguard.errors import DataError
 from trainguard.registry import Registry
 from trainguard.section import Section
@@ -44,6 +45,7 @@ class SourceContext:
     batch_size: int
     seed: int
     companions: dict[str, Any] = field(default_factory=dict)
+    knobs: Knobs = field(default_factory=Knobs)  # multipliers the guard's actions turn (a sampling temperature)
 
 
 @contextmanager

@@ -61,8 +61,13 @@ class AdapterDisabled:
         self.policy = policy
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        with torch.no_grad(), self.policy.disable_adapter():
-            return self.policy(*args, **kwargs)
+        was_training = self.policy.training
+        self.policy.eval()  # a companion is in eval mode: no dropout in the base either
+        try:
+            with torch.no_grad(), self.policy.disable_adapter():
+                return self.policy(*args, **kwargs)
+        finally:
+            self.policy.train(was_training)
 
 
 class FrozenCopy:

@@ -88,7 +88,7 @@ class Engine:
         watch = self.guard is not None and self.guard.activations.due(step)
         if watch:
             self.guard.activations.attach(self.model)
-        acc = StepTensors(self.accelerator.device)
+        acc = StepTensors(self.accelerator.device, track_updates=self.objective.early_stop_key is not None)
         updates = self.objective.plan(micro)
         before: list[torch.Tensor] | None = None
         applied = 0
@@ -103,7 +103,7 @@ class Engine:
             key = self.objective.early_stop_key
             if key is not None and self.objective.stop_early(acc.last_metric(key)):
                 break  # one extra sync per inner update, only when the objective asks for it
-        pending = applied < acc.updates
+        pending = applied < acc.updates  # the last update waits for the guard (unless an early stop ended it)
         act_metrics, act_alerts = self.guard.activations.collect(step) if watch else ({}, [])
 
         previous = self._post
@@ -163,17 +163,25 @@ class Engine:
     ) -> Decision:
         if self.guard is None:
             return Decision()
-        grace = self.state.stage_step < self.guard.config.grace_steps
-        alerts += act_alerts + self.guard.observe(metrics, step, "pre", grace=grace)
+        alerts += act_alerts + self.guard.observe(metrics, step, "pre", grace=self.in_grace(step))
         self.guard.note(act_alerts)
         decision = self.guard.decide(alerts)
-        if any(not math.isfinite(n) for n in applied):  # already in the weights: only a rollback undoes it
-            why = "roll back: a non-finite update was applied"
+        if not applied or decision.at_least("rollback"):
+            return decision
+        # Inner updates already in the weights: skipping the rest would leave half a step; only a rollback undoes it.
+        if any(not math.isfinite(n) for n in applied):
+            why = "roll back: a non-finite inner update was applied"
             alert = Alert("nonfinite", "critical", step, math.nan, 0.0, why, {"applied_updates": len(applied)})
             alerts.append(alert)
             self.guard.note([alert])
-            decision = Decision("rollback", [alert])
-        return decision
+            return Decision("rollback", [alert])
+        return Decision("rollback", decision.alerts) if decision.at_least("skip_step") else decision
+
+    def in_grace(self, step: int) -> bool:
+        """Whether global `step` is among this stage's first `grace_steps` (a new objective's first steps)."""
+        assert self.guard is not None
+        first = self.state.global_step - self.state.stage_step + 1  # the stage's first global step
+        return step - first < self.guard.config.grace_steps
 
     def check_batches(self, micro: list[Any], step: int) -> list[Alert]:
         if self.guard is None or self.guard.data is None:
@@ -196,7 +204,9 @@ class Engine:
         self.services.sinks.log(post, step, self.stage.name)
         self.result.last.update(post)
         self._post = None
-        return self.guard.observe(post, step, "post") if self.guard is not None else []
+        if self.guard is None:
+            return []
+        return self.guard.observe(post, step, "post", grace=self.in_grace(step))
 
     def flush_post(self) -> None:
         if self._post is not None:

@@ -40,7 +40,9 @@ def param_groups(
         )
     groups = []
     for key, module in modules.items():
-        spec = cfg.groups.get(key) or (defaults or {}).get(key) or ParamGroupSection()
+        spec = (defaults or {}).get(key) or ParamGroupSection()
+        if (over := cfg.groups.get(key)) is not None:  # the keys the config sets, over the objective's defaults
+            spec = spec.model_copy(update={f: getattr(over, f) for f in over.model_fields_set})
         named = [p for p in module.parameters() if p.requires_grad]
         decay = spec.weight_decay if spec.weight_decay is not None else cfg.weight_decay
         base_lr = cfg.lr * spec.lr_mult

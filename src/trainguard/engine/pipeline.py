@@ -163,7 +163,8 @@ class Pipeline:
         self, index: int, stage: StageSection, ckpt: Checkpoint | None, result: PipelineResult
     ) -> StageResult:
         last = index == len(self.cfg.stages) - 1
-        pieces, companions = self.builder.build(index)
+        knobs = Knobs()  # a new stage starts at its configured LR and clip
+        pieces, companions = self.builder.build(index, knobs)
         policy = self.accelerator.unwrap_model(pieces.model)
         if index == 0:
             result.accuracy["before"] = self.measure_accuracy("before", policy)
@@ -181,7 +182,7 @@ class Pipeline:
                 on_best=lambda: export_model(policy, self.tokenizer, self.run.best, heads=heads),
                 decode=lambda ids: self.tokenizer.batch_decode(ids, skip_special_tokens=True),
             ),
-            knobs=Knobs(),  # a new stage starts at its configured LR and clip
+            knobs=knobs,
             world=self.world,
             faults=self.faults,
             checkpoint_meta={"config": self.cfg.model_dump(mode="json")},
@@ -191,7 +192,6 @@ class Pipeline:
         if ckpt is not None:
             engine.load(ckpt)
         else:
-            self.carry_guard(pieces.guard)
             self.state.stage_index, self.state.stage_step, self.state.best_value = index, 0, None
             self.event("stage_start", f"stage {stage.name}: {pieces.total_steps} steps", stage=stage.name)
             for severity, message, data in pieces.source.notes():
@@ -205,15 +205,7 @@ class Pipeline:
         export_model(policy, self.tokenizer, self.run.stage_export(stage.name, last), heads=heads)
         self.event("stage_end", f"stage {stage.name} done at step {self.state.global_step}", stage=stage.name)
         self.final_model = policy
-        self.last_guard = pieces.guard
         return stage_result
-
-    def carry_guard(self, guard: Guard | None) -> None:
-        """Detectors configured as in the previous stage keep their windows across the boundary (armed, so a
-        real spike early in the stage is caught); `grace_steps` keeps the expected jump from alerting."""
-        last = getattr(self, "last_guard", None)
-        if guard is not None and last is not None and last.config.detectors == guard.config.detectors:
-            guard.load_state_dict(last.state_dict())
 
     def record_companions(self, stage: StageSection, companions: dict[str, Any]) -> None:
         """The stage's frozen companions in the manifest, by path and content hash."""

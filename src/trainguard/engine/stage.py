@@ -15,9 +15,10 @@ from trainguard.data.sources import SOURCES, Source, SourceContext
 from trainguard.engine.companions import Companion, load_companion, reference_policy
 from trainguard.engine.optim import build_optimizer
 from trainguard.engine.pieces import StagePieces
+from trainguard.engine.state import Knobs
 from trainguard.guard.guard import Guard
 from trainguard.models.loading import DTYPES, build_model, is_lora
-from trainguard.objectives import OBJECTIVES, ObjectiveContext
+from trainguard.objectives import OBJECTIVES, STEP_PLUGINS, ObjectiveContext
 from trainguard.run import RunDir
 
 
@@ -42,10 +43,10 @@ class StageBuilder:
     ) -> None:
         self.cfg, self.run, self.tokenizer, self.accelerator, self.records = cfg, run, tokenizer, accelerator, records
 
-    def folder_of(self, value: str) -> Path:
-        """An earlier stage's export folder, or a model folder given by path."""
-        names = [s.name for s in self.cfg.stages]
-        return self.run.stage_export(value, last=False) if value in names else Path(value)
+    def folder_of(self, value: str, index: int) -> Path:
+        """The export folder of a stage before `index`, or a model folder given by path."""
+        earlier = [s.name for s in self.cfg.stages[:index]]
+        return self.run.stage_export(value, last=False) if value in earlier else Path(value)
 
     def start(self, index: int) -> StageStart:
         init = self.cfg.stages[index].init
@@ -55,7 +56,7 @@ class StageBuilder:
             m = self.cfg.model
             path = Path(m.path) if m.path else None
             return StageStart(path, m.path or f"preset {m.preset} (seed {self.cfg.run.seed})")
-        folder = self.folder_of(init)
+        folder = self.folder_of(init, index)
         return StageStart(folder, str(folder))
 
     def model(self, index: int, start: StageStart) -> nn.Module:
@@ -67,17 +68,17 @@ class StageBuilder:
             model.requires_grad_(False)  # with LoRA the base is frozen already
         return model
 
-    def companions(self, stage: StageSection, model: nn.Module, start: StageStart) -> dict[str, Companion]:
-        device = self.accelerator.device
+    def companions(self, index: int, model: nn.Module, start: StageStart) -> dict[str, Companion]:
+        stage, device = self.cfg.stages[index], self.accelerator.device
         out: dict[str, Companion] = {}
         if stage.reference is not None:
             out["reference"] = reference_policy(stage.reference, model, start.label, device)
         if stage.reward_model is not None:
-            folder = self.folder_of(stage.reward_model)
+            folder = self.folder_of(stage.reward_model, index)
             out["reward_model"] = load_companion(folder, device, DTYPES[self.cfg.model.dtype])
         return out
 
-    def source(self, index: int, companions: dict[str, Companion]) -> Source:
+    def source(self, index: int, companions: dict[str, Companion], knobs: Knobs) -> Source:
         stage = self.cfg.stages[index]
         ctx = SourceContext(
             records=self.records[index],
@@ -86,21 +87,24 @@ class StageBuilder:
             batch_size=stage.batch_size,
             seed=self.cfg.run.seed + index,
             companions=companions,
+            knobs=knobs,
         )
         return SOURCES.get(stage.source.name).build(stage.source, ctx)
 
-    def build(self, index: int) -> tuple[StagePieces, dict[str, Companion]]:
-        """Every piece of stage `index`, prepared by accelerate; returns them and the companions."""
+    def build(self, index: int, knobs: Knobs) -> tuple[StagePieces, dict[str, Companion]]:
+        """Every piece of stage `index`, prepared by accelerate; returns them and the companions. `knobs`
+        are the stage's action knobs, which the objective, its plug-ins and the source may read."""
         stage = self.cfg.stages[index]
         start = self.start(index)
         model = self.model(index, start)
-        companions = self.companions(stage, model, start)
-        ctx = ObjectiveContext(model, self.tokenizer, self.accelerator.device, dict(companions))
+        companions = self.companions(index, model, start)
+        ctx = ObjectiveContext(model, self.tokenizer, self.accelerator.device, dict(companions), knobs)
         objective = OBJECTIVES.get(stage.objective.name)(stage.objective, ctx)
+        plugins = [STEP_PLUGINS.get(p.name)(p, ctx) for p in stage.plugins]
         heads = objective.trainable_modules()
         optimizer = build_optimizer({"model": model, **heads}, stage.optimizer, objective.param_group_defaults())
         model, *prepared, optimizer = self.accelerator.prepare(model, *heads.values(), optimizer)
-        source = self.source(index, companions)
+        source = self.source(index, companions, knobs)
         guard_cfg = self.cfg.stage_guard(index)
         pieces = StagePieces(
             stage=stage,
@@ -111,6 +115,7 @@ class StageBuilder:
             source=source,
             optimizer=optimizer,
             heads=dict(zip(heads, prepared, strict=True)),
+            plugins=plugins,
             guard=Guard(guard_cfg) if guard_cfg.enabled else None,
         )
         return pieces, companions

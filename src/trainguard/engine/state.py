@@ -112,11 +112,11 @@ OnRollback = Literal["restore", "keep"]
 
 
 def is_json(state: Any) -> bool:
+    """Plain JSON that comes back equal (no tuples, no int keys, no tensors): else it goes to state.pt."""
     try:
-        json.dumps(state, allow_nan=True)
+        return json.loads(json.dumps(state, allow_nan=True)) == state
     except (TypeError, ValueError):
         return False
-    return True
 
 
 class StateRegistry:

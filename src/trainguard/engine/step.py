@@ -19,12 +19,14 @@ from trainguard.objectives import LossOutput
 @dataclass
 class StepTensors:
     device: torch.device
+    track_updates: bool = False  # keep each update's outputs apart, for an early stop
     loss: torch.Tensor = field(init=False)
     terms: dict[str, torch.Tensor] = field(default_factory=dict)
     metrics: dict[str, torch.Tensor] = field(default_factory=dict)
     micro_batches: int = 0
     norms: list[torch.Tensor] = field(default_factory=list)  # pre-clip global norm of each inner update
     maxes: list[torch.Tensor] = field(default_factory=list)
+    update_micro: list[LossOutput] = field(default_factory=list)  # the current update's outputs (early stop)
 
     def __post_init__(self) -> None:
         self.loss = torch.zeros((), device=self.device)
@@ -33,15 +35,20 @@ class StepTensors:
         """Accumulate a micro-batch: `loss` is its share of the update loss (already / units)."""
         self.loss += loss.detach()
         for name, term in out.terms.items():
-            value = term.detach() / units
+            if name == "train":
+                raise ValueError("a loss term may not be named 'train' (loss/train is the sum of the terms)")
+            value = term.detach().float() / units
             self.terms[name] = self.terms[name] + value if name in self.terms else value
         for name, value in out.metrics.items():
             value = value.detach().float()
             self.metrics[name] = self.metrics[name] + value if name in self.metrics else value
         self.micro_batches += 1
 
+        if self.track_updates:
+            self.update_micro.append(LossOutput({n: t.detach() / units for n, t in out.terms.items()}, out.metrics))
+
     def add_grads(self, grads: list[torch.Tensor], grad_max: torch.Tensor, norm: torch.Tensor | None) -> None:
-        """Record an inner update's gradient statistics; `norm` is the clip's pre-clip norm, if it clipped."""
+        """Close an inner update: its gradient statistics; `norm` is the clip's pre-clip norm, if it clipped."""
         self.maxes.append(grad_max)
         self.norms.append(norm if norm is not None else global_norm(grads))
 
@@ -76,10 +83,12 @@ class StepTensors:
         return out, norms, rest[len(metrics) :]
 
     def last_metric(self, key: str) -> float:
-        """One extra sync after an inner update: the running mean of `key` (for an early stop)."""
+        """One extra sync after an inner update: `key` over that update alone (for an early stop): a loss
+        term's sum over its micro-batches, or an objective metric's mean over them."""
+        micro, self.update_micro = self.update_micro, []
         if key == "loss/train":
-            return float(self.loss) / self.updates
+            return float(sum(out.total for out in micro))
         name = key.removeprefix("loss/")
-        if name in self.terms:
-            return float(self.terms[name]) / self.updates
-        return float(self.metrics[key]) / self.micro_batches
+        if key.startswith("loss/") and name in micro[0].terms:
+            return float(sum(out.terms[name] for out in micro))
+        return float(sum(out.metrics[key].float() for out in micro)) / len(micro)

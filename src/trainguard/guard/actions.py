@@ -13,15 +13,16 @@ from trainguard.registry import Registry
 class Action:
     name: str
     strength: int
-    knob: str | None = None  # the knob it multiplies
-    factor_key: str | None = None  # the guard config field that holds the factor
+    knob: str | None = None  # the knob it multiplies (read by whoever the knob is for: engine, source, objective)
+    factor: float = 1.0  # what it multiplies the knob by...
+    factor_key: str | None = None  # ...unless a guard config field holds the factor (lower_lr_factor)
 
     def apply(self, knobs: Knobs, guard_config: Any) -> str | None:
         """Turn the knob; returns a line for the event log (None for actions the engine carries out)."""
-        if self.knob is None or self.factor_key is None:
+        if self.knob is None:
             return None
-        value = knobs.scale(self.knob, getattr(guard_config, self.factor_key))
-        return f"{self.knob} now {value:.3g}"
+        factor = getattr(guard_config, self.factor_key) if self.factor_key else self.factor
+        return f"{self.knob} now {knobs.scale(self.knob, factor):.3g}"
 
 
 ACTIONS: Registry[Action] = Registry("action")

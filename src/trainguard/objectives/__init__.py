@@ -3,11 +3,22 @@
 from trainguard.objectives import sft  # noqa: F401  (registers "sft")
 from trainguard.objectives.base import (
     OBJECTIVES,
+    STEP_PLUGINS,
     LossOutput,
     Objective,
     ObjectiveConfig,
     ObjectiveContext,
     StepPlugin,
+    StepPluginConfig,
 )
 
-__all__ = ["OBJECTIVES", "LossOutput", "Objective", "ObjectiveConfig", "ObjectiveContext", "StepPlugin"]
+__all__ = [
+    "OBJECTIVES",
+    "STEP_PLUGINS",
+    "LossOutput",
+    "Objective",
+    "ObjectiveConfig",
+    "ObjectiveContext",
+    "StepPlugin",
+    "StepPluginConfig",
+]

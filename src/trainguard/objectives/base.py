@@ -12,6 +12,7 @@ from accelerate import Accelerator
 from torch import nn
 
 from trainguard.engine.optim import ParamGroupSection
+from trainguard.engine.state import Knobs
 from trainguard.registry import Registry
 from trainguard.section import Section
 
@@ -24,13 +25,15 @@ class ObjectiveConfig(Section):
 
 @dataclass
 class ObjectiveContext:
-    """What an objective may build from: the policy (unwrapped; `.config` has hidden size and vocabulary),
-    its tokenizer, the device, and the stage's frozen companions (`reference`, `reward_model`)."""
+    """What an objective (or a step plug-in) may build from: the policy (unwrapped; `.config` has hidden
+    size and vocabulary), its tokenizer, the device, the stage's frozen companions (`reference`,
+    `reward_model`) and the knobs."""
 
     model: nn.Module
     tokenizer: Any
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     companions: dict[str, Any] = field(default_factory=dict)
+    knobs: Knobs = field(default_factory=Knobs)  # multipliers the guard's actions turn (read, never write)
 
     @property
     def model_config(self) -> Any:
@@ -119,12 +122,26 @@ class Objective(ABC):
         pass
 
 
-class StepPlugin:
-    """A piece beside the objective (a constraint's multiplier): adds differentiable terms to the loss and
-    updates its own state from each applied engine step's synced numbers, by the same rule as
-    `Objective.after_step`. Its state is checkpointed under `plugin/<key>` and restored by a rollback."""
+class StepPluginConfig(Section):
+    """Base of each step plug-in's config; `name` picks it from the registry."""
 
-    key: str = "plugin"
+    name: str
+
+
+class StepPlugin:
+    """A piece beside the objective (a constraint's multiplier), listed in a stage's `plugins`: adds
+    differentiable terms to the loss and updates its own state from each applied engine step's synced
+    numbers, by the same rule as `Objective.after_step`. Its state is checkpointed under `plugin/<name>`
+    and restored by a rollback."""
+
+    Config: ClassVar[type[StepPluginConfig]] = StepPluginConfig
+
+    def __init__(self, config: StepPluginConfig, ctx: ObjectiveContext) -> None:
+        self.config, self.ctx = config, ctx
+
+    @property
+    def key(self) -> str:
+        return self.config.name
 
     def terms(self, batch: Any, out: LossOutput) -> dict[str, torch.Tensor]:
         return {}
@@ -140,3 +157,4 @@ class StepPlugin:
 
 
 OBJECTIVES: Registry[type[Objective]] = Registry("objective")
+STEP_PLUGINS: Registry[type[StepPlugin]] = Registry("step plug-in")
