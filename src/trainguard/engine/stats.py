@@ -10,9 +10,14 @@ def global_norm(tensors: list[torch.Tensor]) -> torch.Tensor:
 
 
 def abs_max(tensors: list[torch.Tensor]) -> torch.Tensor:
+    """max |x| as max(max x, -min x) from one aminmax per tensor: no |x| copy of every gradient (a third of
+    the cost on the tiny model); NaN propagates."""
     if not tensors:
         return torch.zeros(())
-    return torch.stack(torch._foreach_max(torch._foreach_abs(tensors))).max()
+    extremes = [torch.aminmax(t.detach()) for t in tensors]
+    highest = torch.stack([e.max for e in extremes]).max()
+    lowest = torch.stack([e.min for e in extremes]).min()
+    return torch.maximum(highest, -lowest)
 
 
 def nonfinite_counts(tensors: list[torch.Tensor]) -> tuple[int, int]:
