@@ -170,7 +170,7 @@ def main() -> None:
 
     tok = byte_tokenizer()
     task = build_task("reverse", {"min_len": 3, "max_len": 8})
-    examples, _ = tokenize_all([task.record(i) for i in range(4000)], tok, 64)
+    examples = tokenize_all([task.record(i) for i in range(4000)], tok, 64).examples
     init = build_model(ModelSection(preset="tiny"), tok, 64, seed=0)
     n_params = sum(p.numel() for p in init.parameters())
     src = RecordSource(examples, args.batch_size, 0, tok.pad_token_id)  # the same stream the engine draws

@@ -23,3 +23,15 @@ def test_user_policy_overrides_a_default():
 
 def test_no_alerts_no_action():
     assert decide([], DEFAULT_POLICIES).action == "none"
+
+
+def test_an_alerts_severity_survives_the_console():
+    import io
+
+    from rich.console import Console
+
+    from trainguard.ui.console import alert_markup
+
+    out = io.StringIO()
+    Console(file=out, width=200).print(alert_markup(Alert("loss_spike", "warning", 7, 9.0, 1.0, "roll back")))
+    assert out.getvalue().startswith("[warning] loss_spike at step 7")

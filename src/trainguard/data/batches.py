@@ -40,15 +40,31 @@ class TokenBatch:
         )
 
 
-def tokenize_record(tokenizer: Any, record: dict[str, str], max_length: int) -> tuple[TokenizedExample, bool]:
-    """BOS + prompt + completion + EOS, truncated from the right to `max_length`; returns (example, truncated)."""
+def special_prefix(tokenizer: Any) -> list[int]:
+    """The ids the tokenizer itself puts before a text (<bos> for Llama and the byte tokenizer, nothing for
+    GPT-2). Training and evaluation add exactly these, so the exported tokenizer reproduces them."""
+    plain = tokenizer("a", add_special_tokens=False)["input_ids"]
+    full = tokenizer("a", add_special_tokens=True)["input_ids"]
+    for start in range(len(full) - len(plain) + 1):
+        if full[start : start + len(plain)] == plain:
+            return list(full[:start])
+    return []
+
+
+def tokenize_record(
+    tokenizer: Any, record: dict[str, str], max_length: int, prefix: list[int]
+) -> tuple[TokenizedExample | None, bool]:
+    """prefix + prompt + completion + EOS. Too long: the prompt loses tokens from its left, never the
+    completion; (None, True) when the completion does not fit beside one prompt token (a bad row)."""
     prompt = tokenizer.encode(record["prompt"], add_special_tokens=False)
-    completion = tokenizer.encode(record["completion"], add_special_tokens=False)
-    if tokenizer.bos_token_id is not None:
-        prompt = [tokenizer.bos_token_id, *prompt]
-    ids = [*prompt, *completion, tokenizer.eos_token_id]
-    truncated = len(ids) > max_length
-    return TokenizedExample(ids[:max_length], min(len(prompt), max_length)), truncated
+    completion = [*tokenizer.encode(record["completion"], add_special_tokens=False), tokenizer.eos_token_id]
+    room = max_length - len(prefix) - len(completion)
+    if room < 1:
+        return None, True
+    cut = len(prompt) > room
+    if cut:
+        prompt = prompt[-room:]
+    return TokenizedExample([*prefix, *prompt, *completion], len(prefix) + len(prompt)), cut
 
 
 def collate(examples: list[TokenizedExample], pad_id: int) -> TokenBatch:

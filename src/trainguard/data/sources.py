@@ -17,7 +17,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from trainguard.data.batches import Batch, TokenBatch, TokenizedExample, collate, tokenize_record
+from trainguard.data.batches import Batch, TokenBatch, TokenizedExample, collate, special_prefix, tokenize_record
 from trainguard.data.config import DataSection
 from trainguard.data.records import RecordSet
 from trainguard.engine.state import Knobs
@@ -98,14 +98,24 @@ class Source(ABC):
 SOURCES: Registry[type[Source]] = Registry("source")
 
 
-def tokenize_all(records: list[dict[str, Any]], tokenizer: Any, max_length: int) -> tuple[list[TokenizedExample], int]:
-    """Tokenised examples and how many were truncated to `max_length`."""
-    examples, truncated = [], 0
+@dataclass
+class Tokenized:
+    examples: list[TokenizedExample]
+    truncated: int = 0  # prompts cut from the left to fit
+    dropped: int = 0  # completions that do not fit at all (bad rows)
+
+
+def tokenize_all(records: list[dict[str, Any]], tokenizer: Any, max_length: int) -> Tokenized:
+    """Tokenised examples, counting prompts cut to fit `max_length` and rows whose completion cannot fit."""
+    out, prefix = Tokenized([]), special_prefix(tokenizer)
     for r in records:
-        ex, cut = tokenize_record(tokenizer, r, max_length)
-        examples.append(ex)
-        truncated += cut
-    return examples, truncated
+        ex, cut = tokenize_record(tokenizer, r, max_length, prefix)
+        if ex is None:
+            out.dropped += 1
+        else:
+            out.examples.append(ex)
+            out.truncated += cut
+    return out
 
 
 class RecordSourceConfig(SourceConfig):
@@ -131,23 +141,36 @@ class RecordSource(Source):
         self.examples, self.eval_examples = examples, eval_examples or []
         self.batch_size, self.seed, self.pad_id = batch_size, seed, pad_id
         self.cursor = 0  # samples served so far
-        self.truncated = 0
+        self.truncated = self.dropped = self.max_length = 0
         self._perm_epoch = -1
         self._perm: list[int] = []
 
     @classmethod
     def build(cls, config: SourceConfig, ctx: SourceContext) -> "RecordSource":
-        train, cut = tokenize_all(ctx.records.train, ctx.tokenizer, ctx.max_length)
-        held, cut_eval = tokenize_all(ctx.records.eval, ctx.tokenizer, ctx.max_length)
-        source = cls(train, ctx.batch_size, ctx.seed, ctx.tokenizer.pad_token_id, held)
-        source.truncated = cut + cut_eval
+        train = tokenize_all(ctx.records.train, ctx.tokenizer, ctx.max_length)
+        held = tokenize_all(ctx.records.eval, ctx.tokenizer, ctx.max_length)
+        if not train.examples and train.dropped:
+            raise DataError(
+                f"every training record's completion is longer than tokenizer.max_length={ctx.max_length} "
+                f"allows ({train.dropped} rows); raise tokenizer.max_length"
+            )
+        source = cls(train.examples, ctx.batch_size, ctx.seed, ctx.tokenizer.pad_token_id, held.examples)
+        source.truncated, source.dropped = train.truncated + held.truncated, train.dropped + held.dropped
+        source.max_length = ctx.max_length
         return source
 
     def notes(self) -> list[tuple[str, str, dict[str, Any]]]:
-        if not self.truncated:
-            return []
-        message = f"{self.truncated} records truncated to tokenizer.max_length"
-        return [("warning", message, {"truncated": self.truncated})]
+        notes = []
+        if self.truncated:
+            message = f"{self.truncated} prompts cut from the left to fit tokenizer.max_length={self.max_length}"
+            notes.append(("warning", message, {"truncated": self.truncated}))
+        if self.dropped:
+            message = (
+                f"{self.dropped} records skipped (bad rows): the completion does not fit "
+                f"tokenizer.max_length={self.max_length}"
+            )
+            notes.append(("warning", message, {"dropped": self.dropped}))
+        return notes
 
     def _permutation(self, epoch: int) -> list[int]:
         if epoch != self._perm_epoch:

@@ -11,6 +11,7 @@ import time
 from typing import Any
 
 import torch
+from accelerate.utils import DistributedType
 from torch import nn
 
 from trainguard.data.batches import TokenBatch
@@ -27,6 +28,8 @@ from trainguard.guard.actions import ACTIONS
 from trainguard.guard.alerts import Alert
 from trainguard.guard.policies import Decision
 from trainguard.models.loading import is_lora
+
+PLAIN_GRADIENTS = (DistributedType.NO, DistributedType.MULTI_CPU, DistributedType.MULTI_GPU)
 
 
 class Engine:
@@ -153,10 +156,20 @@ class Engine:
             self.faults.grads(self.params, step)
         grads = [q.grad for q in self.params if q.grad is not None]
         grad_max = abs_max(grads)  # before the clip scales them
-        norm = None
-        if self.stage.max_grad_norm is not None:
-            norm = self.accelerator.clip_grad_norm_(self.params, self.stage.max_grad_norm * self.knobs["clip_scale"])
+        norm = self.clip(grads) if self.stage.max_grad_norm is not None else None
         acc.add_grads(grads, grad_max, norm)
+
+    def clip(self, grads: list[torch.Tensor]) -> torch.Tensor:
+        """accelerate's clip for unsharded gradients, except that a non-finite norm leaves them as they are:
+        the guard then counts NaN and Inf as they came (Inf x 0 would turn each Inf into a NaN), and such an
+        update is never applied. Returns the pre-clip norm."""
+        max_norm = self.stage.max_grad_norm * self.knobs["clip_scale"]  # type: ignore[operator]
+        if self.accelerator.distributed_type not in PLAIN_GRADIENTS:
+            return self.accelerator.clip_grad_norm_(self.params, max_norm)
+        self.accelerator.unscale_gradients()
+        norm = torch.nn.utils.get_total_norm(grads)
+        torch.nn.utils.clip_grads_with_norm_(self.params, max_norm, torch.where(norm.isfinite(), norm, 0.0))
+        return norm
 
     def decide(
         self, metrics: dict[str, float], alerts: list[Alert], act_alerts: list[Alert], applied: list[float], step: int

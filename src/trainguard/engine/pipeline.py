@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from accelerate import Accelerator
 from rich.console import Console
+from rich.markup import escape
 
 from trainguard.atomic import atomic_write_json
 from trainguard.config import RunConfig, RunSection, StageSection
@@ -29,6 +30,7 @@ from trainguard.models.loading import export_model, load_tokenizer
 from trainguard.run import RunDir
 from trainguard.tasks import build_task
 from trainguard.track.sinks import Sinks, StoreSink, TensorBoardSink
+from trainguard.ui.console import alert_markup
 from trainguard.ui.progress import StageProgress, progress_enabled, summary_table
 
 
@@ -95,7 +97,7 @@ class Pipeline:
         for severity, message, data in self.data_notes:
             run.event("data", message, severity=severity, **data)
             if severity != "info":
-                self.console.print(f"[yellow]warning:[/] {message}")
+                self.console.print(f"[yellow]warning:[/] {escape(message)}")
         guard = self.cfg.guard
         if guard.enabled and guard.data.enabled:
             checks = DataChecks(guard.data)
@@ -107,14 +109,13 @@ class Pipeline:
         """Alerts go to metrics.db, events.jsonl and, from warnings up, the console."""
         self.run.alert(alert.to_dict(), stage)
         if at_least(alert.severity, "warning"):
-            color = "red" if alert.severity == "critical" else "yellow"
-            self.console.print(f"[{color}]{alert.line()}[/]", highlight=False)
+            self.console.print(alert_markup(alert), highlight=False)
 
     def event(self, kind: str, message: str, severity: str = "info", stage: str | None = None, **data: Any) -> None:
         """Record an event; the guard's actions are also printed."""
         self.run.event(kind, message, self.state.global_step, stage, severity, **data)
         if kind == "action":
-            self.console.print(f"[bold magenta]action:[/] {message}", highlight=False)
+            self.console.print(f"[bold magenta]action:[/] {escape(message)}", highlight=False)
 
     # -- resume ----------------------------------------------------------------------------------------
     def find_resume_point(self) -> Checkpoint | None:
@@ -123,7 +124,7 @@ class Pipeline:
             self.console.print(f"[yellow]warning:[/] removed unfinished checkpoint writes: {', '.join(removed)}")
 
         def warn(msg: str) -> None:
-            self.console.print(f"[yellow]warning:[/] {msg}")
+            self.console.print(f"[yellow]warning:[/] {escape(msg)}")
             self.run.event("checkpoint", msg, severity="warning")
 
         latest = self.checkpointer.latest(warn=warn)

@@ -6,6 +6,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from trainguard.data.batches import special_prefix
 from trainguard.tasks import Instance, Task
 
 HELDOUT_START = 1_000_000_000  # eval ids start here; training sources use small ids
@@ -41,8 +42,8 @@ def generate_text(
 ) -> list[str]:
     """Left-padded batched decoding (greedy, or sampling at `temperature`); text up to the first EOS."""
     device = next(model.parameters()).device
-    bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
-    encoded = [bos + tokenizer.encode(p, add_special_tokens=False) for p in prompts]
+    prefix = special_prefix(tokenizer)  # what training put before each prompt
+    encoded = [prefix + tokenizer.encode(p, add_special_tokens=False) for p in prompts]
     width = max(len(e) for e in encoded)
     input_ids = torch.full((len(encoded), width), tokenizer.pad_token_id, dtype=torch.long)
     attention = torch.zeros_like(input_ids)

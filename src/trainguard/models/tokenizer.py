@@ -1,11 +1,12 @@
 """A byte-level tokenizer: the 256 byte values plus <pad>, <bos>, <eos>; no merges, nothing to download.
+With special tokens on (the default of `tok(text)`), it puts <bos> first, exactly as training does.
 
 Saved with every exported model so `AutoTokenizer.from_pretrained(dir)` loads it offline.
 """
 
 from functools import cache
 
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
 from transformers import PreTrainedTokenizerFast
 
 SPECIAL_TOKENS = ("<pad>", "<bos>", "<eos>")
@@ -34,6 +35,11 @@ def byte_tokenizer() -> PreTrainedTokenizerFast:
     core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
     core.decoder = decoders.ByteLevel()
     core.add_special_tokens(list(SPECIAL_TOKENS))
+    # The tokenizer itself puts <bos> first, as training does: an exported model then works through plain
+    # AutoTokenizer + generate, with no trainguard code at load time.
+    core.post_processor = processors.TemplateProcessing(
+        single="<bos> $A", pair="<bos> $A $B:1", special_tokens=[("<bos>", 257)]
+    )
     return PreTrainedTokenizerFast(
         tokenizer_object=core, pad_token="<pad>", bos_token="<bos>", eos_token="<eos>", model_max_length=1 << 20
     )
