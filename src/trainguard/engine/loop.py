@@ -221,11 +221,26 @@ class Engine:
             return []
         return self.guard.observe(post, step, "post", grace=self.in_grace(step))
 
-    def flush_post(self) -> None:
-        if self._post is not None:
-            step, stats = self._post
-            for alert in self.read_post(step, stats.tolist()):
-                self.hooks.alert(alert)
+    def flush_post(self) -> list[Alert]:
+        """Read the pending post-update stats now (one sync) and report their alerts."""
+        if self._post is None:
+            return []
+        step, stats = self._post
+        alerts = self.read_post(step, stats.tolist())
+        for alert in alerts:
+            self.hooks.alert(alert)
+        return alerts
+
+    def settle_post(self) -> bool:
+        """Before a checkpoint: the last step's post-update stats are read and acted on now, so a rollback
+        they call for happens before anything is saved (not one step and one checkpoint later). True when
+        it rolled back."""
+        alerts = self.flush_post()
+        decision = self.guard.decide(alerts) if self.guard is not None else Decision()
+        if decision.action == "rollback" and self.rollback(decision, onset=self.state.global_step):
+            return True
+        self.act(decision)
+        return False
 
     # -- between steps ---------------------------------------------------------------------------------
     def train_mode(self, on: bool) -> None:
@@ -283,9 +298,12 @@ class Engine:
             if generation is not None and generation.due(self.state.global_step):
                 self.check_generation()
             done = self.state.stage_step == total
+            due_save = done or self.state.stage_step % self.stage.save_every == 0
+            if due_save and self.settle_post():
+                continue  # the step's own update stats called for a rollback: nothing of it is saved
             if done or self.state.stage_step % self.stage.eval_every == 0:
                 self.evaluate()
-            if done or self.state.stage_step % self.stage.save_every == 0:
+            if due_save:
                 self.save()
             if self.progress is not None:
                 self.progress.update(self.state.stage_step, metrics)
@@ -324,11 +342,13 @@ class Engine:
             self.act(self.guard.decide(alerts))
 
     # -- rollback and checkpoints -----------------------------------------------------------------------
-    def rollback(self, decision: Decision) -> bool:
+    def rollback(self, decision: Decision, onset: int | None = None) -> bool:
         """Reload the newest healthy checkpoint of this stage at least `rollback_margin` steps before the
-        onset and move the source past everything seen since (PaLM); False when none can be had."""
+        onset (default: the step being taken) and move the source past everything seen since (PaLM); False
+        when none can be had."""
         assert self.guard is not None
-        onset, cfg, world = self.state.global_step + 1, self.guard.config, self.services.world
+        cfg, world = self.guard.config, self.services.world
+        onset = self.state.global_step + 1 if onset is None else onset
         if world.rollbacks >= cfg.max_rollbacks:
             refused = f"rollback refused: {world.rollbacks} already (max_rollbacks)"
             self.hooks.event("action", refused, severity="critical", action="rollback")
@@ -350,7 +370,7 @@ class Engine:
         self.result.actions["rollback"] = self.result.actions.get("rollback", 0) + 1
         message = f"rollback to {target.path.name} at step {onset} ({decision.reason}); skipped {skipped} samples"
         details = {"target": target.step, "onset": onset, "skipped_samples": skipped, "dropped_rows": dropped}
-        self.hooks.event("action", message, action="rollback", severity="warning", **details)
+        self.hooks.event("action", message, action="rollback", severity="warning", at=onset, **details)
         return True
 
     def trainable_state(self) -> dict[str, dict[str, torch.Tensor]]:

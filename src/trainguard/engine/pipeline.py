@@ -90,16 +90,20 @@ class Pipeline:
         self.eval_prompts = [r["prompt"] for r in self.records[0].eval]
 
     def attach(self, run: RunDir) -> None:
-        """Bind the run folder: data notes go to its event log, checkpoints to its checkpoints/."""
+        """Bind the run folder: data notes go to its event log (once: a resumed run has them already),
+        checkpoints to its checkpoints/."""
         self.run = run
         self.checkpointer = Checkpointer(run.checkpoints)
         self.builder = StageBuilder(self.cfg, run, self.tokenizer, self.accelerator, self.records)
+        assert run.store is not None
+        recorded = run.store.has_event("data")
         for severity, message, data in self.data_notes:
-            run.event("data", message, severity=severity, **data)
+            if not recorded:
+                run.event("data", message, severity=severity, **data)
             if severity != "info":
                 self.console.print(f"[yellow]warning:[/] {escape(message)}")
         guard = self.cfg.guard
-        if guard.enabled and guard.data.enabled:
+        if guard.enabled and guard.data.enabled and not recorded:
             checks = DataChecks(guard.data)
             for source, records in self.records_by_source:
                 for alert in checks.check_records(source, records):
@@ -111,9 +115,17 @@ class Pipeline:
         if at_least(alert.severity, "warning"):
             self.console.print(alert_markup(alert), highlight=False)
 
-    def event(self, kind: str, message: str, severity: str = "info", stage: str | None = None, **data: Any) -> None:
-        """Record an event; the guard's actions are also printed."""
-        self.run.event(kind, message, self.state.global_step, stage, severity, **data)
+    def event(
+        self,
+        kind: str,
+        message: str,
+        severity: str = "info",
+        stage: str | None = None,
+        at: int | None = None,
+        **data: Any,
+    ) -> None:
+        """Record an event at step `at` (default: the current step); the guard's actions are also printed."""
+        self.run.event(kind, message, self.state.global_step if at is None else at, stage, severity, **data)
         if kind == "action":
             self.console.print(f"[bold magenta]action:[/] {escape(message)}", highlight=False)
 
@@ -179,7 +191,7 @@ class Pipeline:
             hooks=Hooks(
                 event=lambda kind, msg, severity="info", **data: self.event(kind, msg, severity, stage.name, **data),
                 alert=lambda alert: self.record_alert(alert, stage.name),
-                forget_after=self.run.store.truncate_after,  # type: ignore[union-attr]
+                forget_after=self.sinks.forget_after,
                 on_best=lambda: export_model(policy, self.tokenizer, self.run.best, heads=heads),
                 decode=lambda ids: self.tokenizer.batch_decode(ids, skip_special_tokens=True),
             ),

@@ -1,10 +1,11 @@
-"""Metric sinks: `log`, `flush` (make durable, before a checkpoint) and `close`, fanned out by one container."""
+"""Metric sinks: `log`, `flush` (make durable, before a checkpoint), `forget_after` (a rollback's steps are
+gone: the store deletes them, TensorBoard purges them) and `close`, fanned out by one container."""
 
 import csv
 import io
 import time
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from trainguard.atomic import atomic_write_text
 from trainguard.track.store import MetricStore, read_metrics
@@ -14,6 +15,8 @@ class Sink(Protocol):
     def log(self, metrics: dict[str, float], step: int, stage: str) -> None: ...
 
     def flush(self) -> None: ...
+
+    def forget_after(self, step: int) -> int: ...
 
     def close(self) -> None: ...
 
@@ -35,6 +38,9 @@ class StoreSink:
         self.store.commit()
         self._last_commit = time.monotonic()
 
+    def forget_after(self, step: int) -> int:
+        return self.store.truncate_after(step)
+
     def close(self) -> None:
         self.flush()
 
@@ -43,9 +49,13 @@ class TensorBoardSink:
     """Mirror to tb/; `purge_step` drops events a resumed run is about to write again."""
 
     def __init__(self, log_dir: Path, purge_step: int | None = None) -> None:
+        self.log_dir = log_dir
+        self.writer = self._open(purge_step)
+
+    def _open(self, purge_step: int | None) -> "Any":
         from torch.utils.tensorboard import SummaryWriter
 
-        self.writer = SummaryWriter(str(log_dir), purge_step=purge_step)
+        return SummaryWriter(str(self.log_dir), purge_step=purge_step)
 
     def log(self, metrics: dict[str, float], step: int, stage: str) -> None:
         for key, value in metrics.items():
@@ -53,6 +63,12 @@ class TensorBoardSink:
 
     def flush(self) -> None:
         self.writer.flush()
+
+    def forget_after(self, step: int) -> int:
+        """Reopen with `purge_step`: TensorBoard drops every event after `step` at the next write."""
+        self.writer.close()
+        self.writer = self._open(step + 1)
+        return 0
 
     def close(self) -> None:
         self.writer.close()
@@ -69,6 +85,10 @@ class Sinks:
     def flush(self) -> None:
         for sink in self.sinks:
             sink.flush()
+
+    def forget_after(self, step: int) -> int:
+        """Drop every row after `step` (a rollback); returns the store's rows dropped."""
+        return sum(sink.forget_after(step) for sink in self.sinks)
 
     def close(self) -> None:
         for sink in self.sinks:

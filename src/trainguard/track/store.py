@@ -72,6 +72,9 @@ class MetricStore:
     def commit(self) -> None:
         self.db.commit()
 
+    def has_event(self, kind: str) -> bool:
+        return self.db.execute("SELECT 1 FROM events WHERE kind = ? LIMIT 1", (kind,)).fetchone() is not None
+
     def truncate_after(self, step: int) -> int:
         """Delete metrics of steps after `step`; returns how many rows went."""
         cur = self.db.execute("DELETE FROM metrics WHERE step > ?", (step,))
