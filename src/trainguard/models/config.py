@@ -14,10 +14,12 @@ class LoraSection(Section):
         128, gt=0, description="LoRA scaling numerator: updates scale by alpha / r (seed default 128)."
     )
     dropout: float = Field(0.05, ge=0, lt=1, description="Dropout on the LoRA input (seed default 0.05).")
-    target_modules: list[str] = Field(
-        ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+    target_modules: list[str] | None = Field(
+        None,
         min_length=1,
-        description="Module names that get adapters (seed default: attention and MLP projections).",
+        description="Module names that get adapters; default: every linear layer but the output head, whatever "
+        "the architecture calls them (peft's all-linear: q/k/v/o and MLP projections on Llama, c_attn/c_proj/c_fc "
+        "on GPT-2).",
     )
 
 

@@ -3,6 +3,7 @@
 import copy
 import os
 import shutil
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,7 @@ from torch import nn
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 
 from trainguard.atomic import fsync_dir, replace_dir
-from trainguard.errors import ExportError
+from trainguard.errors import ConfigError, ExportError
 from trainguard.models.config import LoraSection, ModelSection, TokenizerSection
 from trainguard.models.heads import save_heads
 from trainguard.models.presets import preset_config
@@ -65,17 +66,45 @@ def build_model(
     return model
 
 
-def add_lora(model: nn.Module, cfg: LoraSection) -> nn.Module:
-    from peft import LoraConfig, get_peft_model
+def linear_names(model: nn.Module) -> list[str]:
+    """Last name parts of the model's linear layers (nn.Linear, and GPT-2's Conv1D), output head excluded."""
+    from transformers.pytorch_utils import Conv1D
 
-    present = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
-    targets = [m for m in cfg.target_modules if m in present]
-    if not targets:
-        raise ValueError(f"model.lora.target_modules {cfg.target_modules} match no module of the model")
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    names = {
+        name.rsplit(".", 1)[-1]
+        for name, module in model.named_modules()
+        if isinstance(module, nn.Linear | Conv1D) and module is not head
+    }
+    return sorted(names)
+
+
+def add_lora(model: nn.Module, cfg: LoraSection) -> nn.Module:
+    """Adapters on the configured modules, or on every linear layer but the head (any architecture)."""
+    from peft import LoraConfig, get_peft_model
+    from transformers.pytorch_utils import Conv1D
+
+    available = linear_names(model)
+    targets: list[str] | str = "all-linear"
+    if cfg.target_modules is not None:
+        targets = [m for m in cfg.target_modules if m in available]
+        if not targets:
+            raise ConfigError(
+                f"lora.target_modules {cfg.target_modules} match no linear layer of this model; "
+                f"its linear layers: {', '.join(available)}"
+            )
+    conv1d = any(isinstance(m, Conv1D) for m in model.modules())  # GPT-2 stores weights transposed
     lora = LoraConfig(
-        r=cfg.r, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout, target_modules=targets, task_type="CAUSAL_LM"
+        r=cfg.r,
+        lora_alpha=cfg.alpha,
+        lora_dropout=cfg.dropout,
+        target_modules=targets,
+        fan_in_fan_out=conv1d,
+        task_type="CAUSAL_LM",
     )
-    return get_peft_model(model, lora)
+    with warnings.catch_warnings():  # peft asks a deprecated transformers property; nothing for our users to do
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        return get_peft_model(model, lora)
 
 
 def is_lora(model: nn.Module) -> bool:
