@@ -31,7 +31,7 @@ def test_empty_data_file_stops_before_any_run_folder_exists(make_config, tmp_pat
 
 def test_missing_data_file(make_config, tmp_path):
     result = runner.invoke(app, ["run", str(make_config(data={"sources": [{"path": str(tmp_path / "no.jsonl")}]}))])
-    assert result.exit_code == 2 and "does not exist" in result.output
+    assert result.exit_code == 2 and "data.sources.0" in result.output and "no.jsonl' not found" in result.output
 
 
 def test_bad_rows_are_reported_and_training_goes_on(make_config, tmp_path):

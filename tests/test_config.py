@@ -33,7 +33,12 @@ def test_lora_defaults_follow_the_seed(make_config):
     cfg = load_config(make_config(model={"preset": "tiny", "lora": {}}))
     lora = cfg.model.lora
     assert (lora.r, lora.alpha, lora.dropout) == (64, 128, 0.05)
-    assert lora.target_modules == ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    assert lora.target_modules is None  # every linear layer but the head: on Llama, the seed's list exactly
+    from trainguard.models.loading import build_model, load_tokenizer
+
+    model = build_model(cfg.model, load_tokenizer(cfg.model, cfg.tokenizer), 32, seed=0)
+    adapted = {name.split(".lora_A")[0].rsplit(".", 1)[-1] for name, _ in model.named_parameters() if "lora_A" in name}
+    assert adapted == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
 
 
 def test_check_prints_the_resolved_config(make_config):
@@ -107,3 +112,24 @@ def test_schema_lists_sections_with_descriptions():
     }
     lr = schema["$defs"]["OptimizerSection"]["properties"]["lr"]
     assert lr["default"] == 2e-5 and "seed default" in lr["description"]
+
+
+def test_set_accepts_the_readmes_bracket_keys(make_config):
+    cfg = load_config(make_config(), ["stages[0].max_steps=7", "stages.0.batch_size=3"])
+    assert cfg.stages[0].max_steps == 7 and cfg.stages[0].batch_size == 3
+
+
+def test_relative_data_paths_are_read_from_the_config_files_folder(tmp_path, monkeypatch):
+    import json
+
+    from helpers import tiny_config, write_config
+
+    folder = tmp_path / "project"
+    folder.mkdir()
+    (folder / "rows.jsonl").write_text(json.dumps({"prompt": "p", "completion": "c"}) + "\n")
+    path = write_config(folder / "run.yaml", tiny_config(tmp_path / "runs", data={"sources": [{"path": "rows.jsonl"}]}))
+    monkeypatch.chdir(tmp_path)  # somewhere else
+    cfg = load_config(path)
+    assert cfg.data.sources[0].path == (folder / "rows.jsonl").resolve()
+    with pytest.raises(ConfigError, match=r"data\.sources\.0.*'nope\.jsonl' not found"):
+        load_config(path, ["data.sources.0.path=nope.jsonl"])

@@ -146,7 +146,7 @@ def sandbox_exec(
         fail(err)
     if as_json:
         print(json.dumps(result.to_dict()))
-        return
+        raise typer.Exit(0 if result.ok else 1)  # the same status as without --json
     print(result.stdout, end="")
     typer.echo(result.stderr, err=True, nl=False)
     err_console.print(

@@ -4,6 +4,7 @@ Each field is documented once, where it is declared (each plug-in's config besid
 assembles the tree. The same text feeds `trainguard config schema` and the README.
 """
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -266,8 +267,8 @@ def format_validation_error(err: ValidationError, source: str) -> str:
 
 
 def set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
-    """Apply a `--set a.b.0.c=value` override to a parsed YAML tree."""
-    keys = dotted.split(".")
+    """Apply a `--set a.b.0.c=value` (or `a.b[0].c=value`, as the README writes keys) override to a tree."""
+    keys = re.sub(r"\[(\d+)\]", r".\1", dotted).split(".")
     node: Any = tree
     for key in keys[:-1]:
         node = node[int(key)] if isinstance(node, list) else node.setdefault(key, {})
@@ -276,6 +277,23 @@ def set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
         node[int(last)] = value
     else:
         node[last] = value
+
+
+def resolve_data_paths(tree: dict[str, Any], base: Path) -> None:
+    """Relative data file paths are read from the config file's folder (then the working folder, as before):
+    the same run file works from any directory. Written back absolute, so the resolved config is exact."""
+    sections = [tree.get("data")] + [
+        (stage.get("source") or {}).get("data") if isinstance(stage.get("source"), dict) else None
+        for stage in tree.get("stages") or []
+        if isinstance(stage, dict)
+    ]
+    for section in sections:
+        sources = section.get("sources") if isinstance(section, dict) else None
+        for src in sources if isinstance(sources, list) else []:
+            if isinstance(src, dict) and isinstance(src.get("path"), str) and not Path(src["path"]).is_absolute():
+                found = [p for p in (base / src["path"], Path.cwd() / src["path"]) if p.is_file()]
+                if found:
+                    src["path"] = str(found[0].resolve())
 
 
 def parse_config(tree: Any, source: str = "config", base: Path | None = None) -> RunConfig:
@@ -288,6 +306,7 @@ def parse_config(tree: Any, source: str = "config", base: Path | None = None) ->
     tree["imports"] = [resolve_plugin(str(p), base or Path.cwd()) for p in imports]
     for entry in tree["imports"]:
         load_plugin(entry)
+    resolve_data_paths(tree, base or Path.cwd())
     try:
         return RunConfig.model_validate(tree)
     except ValidationError as err:

@@ -6,13 +6,19 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from trainguard.engine.checkpoint import MANIFEST, Checkpoint, sha256_file
+from trainguard.engine.checkpoint import MANIFEST, Checkpoint, Checkpointer, sha256_file
 from trainguard.errors import CheckpointError
 
 
 def describe_checkpoint(path: Path, console: Console) -> bool:
-    """Print the checkpoint and return whether every file matches its manifest hash."""
+    """Print the checkpoint (a run folder means its newest one) and return whether every file matches its
+    manifest hash."""
     path = Path(path)
+    if (path / "checkpoints").is_dir():
+        newest = Checkpointer(path / "checkpoints").latest_name()
+        if newest is None:
+            raise CheckpointError(f"{path} is a run folder without checkpoints yet")
+        path = path / "checkpoints" / newest
     if not (path / MANIFEST).is_file():
         raise CheckpointError(f"{path} has no {MANIFEST}: not a checkpoint, or its write did not finish")
     manifest = json.loads((path / MANIFEST).read_text())

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from trainguard.errors import DataError
 from trainguard.tasks import Task
 
 SEED_STRIDE = 10_000_000  # instance ids of seed s start at s * SEED_STRIDE; held-out eval ids start at 1e9
@@ -51,8 +52,9 @@ def plan(tasks: list[Task], seed: int) -> Iterator[tuple[Task, int]]:
         yield tasks[i % len(tasks)], seed * SEED_STRIDE + i // len(tasks)
 
 
-def existing_rows(path: Path, report: CollectReport) -> tuple[set[str], set[str]]:
-    """Ids and prompts already written; cuts a torn (unterminated) last line so appending stays valid."""
+def existing_rows(path: Path, report: CollectReport, pairs: bool) -> tuple[set[str], set[str]]:
+    """Ids and prompts already written; cuts a torn (unterminated) last line so appending stays valid. A file
+    of the other kind (pairs when collecting SFT rows, or the reverse) is refused, not counted as done."""
     ids: set[str] = set()
     prompts: set[str] = set()
     if not path.exists():
@@ -70,6 +72,10 @@ def existing_rows(path: Path, report: CollectReport) -> tuple[set[str], set[str]
             prompts.add(row["prompt"])
         except (json.JSONDecodeError, KeyError, TypeError):
             report.bad["unreadable row already in the file"] += 1
+            continue
+        if ("response_chosen" in row) != pairs:
+            have, want = ("preference pairs", "SFT rows") if not pairs else ("SFT rows", "preference pairs")
+            raise DataError(f"{path} holds {have}; collecting {want} needs another --out file")
     report.resumed = len(ids)
     return ids, prompts
 
@@ -104,7 +110,7 @@ def collect(
     """Fill `out` up to `n` rows across `tasks`, drawing further ids past bad or duplicate ones (at most
     MAX_DRAWS_PER_ROW draws per row, for tasks with few distinct prompts); returns counts of what happened."""
     report = CollectReport(str(out), target=n)
-    seen_ids, seen_prompts = existing_rows(out, report)
+    seen_ids, seen_prompts = existing_rows(out, report, pairs)
     for _ in range(min(report.resumed, n)):
         on_row()
     todo = ((task, id) for task, id in plan(tasks, seed) if f"{task.name}-{id}" not in seen_ids)

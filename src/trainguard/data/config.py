@@ -3,7 +3,7 @@
 from pathlib import Path
 from typing import Annotated, Any, Union
 
-from pydantic import Discriminator, Field, Tag, model_validator
+from pydantic import Discriminator, Field, Tag, field_validator, model_validator
 
 from trainguard.section import Section
 from trainguard.tasks import TASKS
@@ -24,7 +24,18 @@ class TaskSource(Section):
 
 
 class FileSource(Section):
-    path: Path = Field(description="JSONL file of {prompt, completion} records.")
+    path: Path = Field(
+        description="JSONL or Parquet file of {prompt, completion} records; a relative path is read from the "
+        "config file's folder (then the working folder)."
+    )
+
+    @field_validator("path")
+    @classmethod
+    def _exists(cls, path: Path) -> Path:
+        if not path.is_file():
+            where = "relative paths: the config file's folder, then the working folder"
+            raise ValueError(f"data file {str(path)!r} not found ({where})")
+        return path
 
 
 def _source_kind(value: Any) -> str:
