@@ -30,6 +30,7 @@ from trainguard.models.loading import export_model, load_tokenizer
 from trainguard.run import RunDir
 from trainguard.tasks import build_task
 from trainguard.track.sinks import Sinks, StoreSink, TensorBoardSink
+from trainguard.track.summary import stage_summaries
 from trainguard.ui.console import alert_markup
 from trainguard.ui.progress import StageProgress, progress_enabled, summary_table
 
@@ -169,7 +170,8 @@ class Pipeline:
             raise
         finally:
             self.sinks.close()
-        self.console.print(summary_table(str(self.run.path), result.stages, result.accuracy))
+        summaries = stage_summaries(self.run.path / "metrics.db")
+        self.console.print(summary_table(str(self.run.path), summaries, result.accuracy))
         return result
 
     def run_stage(

@@ -49,26 +49,29 @@ def progress_enabled(setting: str, console: Console) -> bool:
 
 
 def summary_table(run_dir: str, stages: list[Any], accuracy: dict[str, Any]) -> Table:
-    """One screen: per stage its steps, time, throughput and losses; then accuracy before -> after."""
+    """One screen: per stage (from the store, so a resume counts the whole stage) its steps, training time,
+    mean throughput, final train loss, last eval, and the guard's rollbacks and skipped steps."""
     table = Table(title=f"trainguard run {run_dir}", title_justify="left")
-    for col in ("stage", "steps", "time", "tok/s", "train loss", "eval loss", "eval ppl"):
+    columns = ("stage", "steps", "time", "tok/s", "train loss", "eval loss", "eval ppl", "rollbacks", "skipped")
+    for col in columns:
         table.add_column(col, justify="right" if col != "stage" else "left")
     for s in stages:
-        last = s.last
         table.add_row(
             s.name,
             str(s.steps),
             f"{s.seconds:.1f}s",
-            f"{last.get('perf/tokens_per_s', 0):,.0f}",
-            f"{last.get('loss/train', float('nan')):.4f}",
-            f"{last.get('loss/eval', float('nan')):.4f}",
-            f"{last.get('loss/eval_ppl', float('nan')):.2f}",
+            f"{s.tokens_per_s:,.0f}",
+            f"{s.train_loss:.4f}",
+            f"{s.eval_loss:.4f}",
+            f"{s.eval_ppl:.2f}",
+            str(s.rollbacks),
+            str(s.skipped),
         )
-    if accuracy:
-        before, after = accuracy.get("before"), accuracy.get("after")
-        if before is not None and after is not None:
-            table.caption = (
-                f"held-out {after['task']} accuracy: {before['accuracy']:.1%} -> {after['accuracy']:.1%} "
-                f"(n={after['n']})"
-            )
+    notes = ["tok/s: stage mean; train loss: mean of the stage's last 10% of steps"]
+    before, after = accuracy.get("before"), accuracy.get("after")
+    if before is not None and after is not None:
+        notes.append(
+            f"held-out {after['task']} accuracy: {before['accuracy']:.1%} -> {after['accuracy']:.1%} (n={after['n']})"
+        )
+    table.caption = "\n".join(notes)
     return table
