@@ -8,10 +8,11 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, NoReturn
 
 import typer
 
+from trainguard import __version__, api
 from trainguard.cli_tasks import data_app, sandbox_app, tasks_app
 from trainguard.errors import TrainguardError
 from trainguard.ui.console import console, err_console, fail
@@ -40,41 +41,26 @@ def quiet_libraries() -> None:
     transformers.utils.logging.disable_progress_bar()
 
 
-def config_diff(a: Any, b: Any, prefix: str = "") -> list[str]:
-    """Dotted paths where two parsed configs differ."""
-    if isinstance(a, dict) and isinstance(b, dict):
-        return [p for k in sorted(set(a) | set(b)) for p in config_diff(a.get(k), b.get(k), f"{prefix}{k}.")]
-    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
-        return [p for i, (x, y) in enumerate(zip(a, b, strict=True)) for p in config_diff(x, y, f"{prefix}{i}.")]
-    return [] if a == b else [prefix.rstrip(".")]
+def interrupted(stop: KeyboardInterrupt) -> NoReturn:
+    """Ctrl-C or SIGTERM: say how to continue and exit 128 + the signal's number (130, 143)."""
+    run_dir = getattr(stop, "run_dir", None)
+    err_console.print(f"interrupted; continue with: trainguard resume {run_dir}" if run_dir else "interrupted")
+    raise typer.Exit(getattr(stop, "exit_code", 130))
 
 
-def prepare(cfg: Any) -> Any:
-    from trainguard.engine.pipeline import Pipeline
+def show_version(value: bool) -> None:
+    if value:
+        sys.stdout.write(f"trainguard {__version__}\n")
+        raise typer.Exit()
 
-    return Pipeline(cfg, console)
 
-
-def execute(pipeline: Any, run: Any, resume: bool) -> None:
-    from trainguard.engine.outcome import GuardStop
-
-    status = "failed"
-    try:
-        pipeline.attach(run)
-        pipeline.run_all(resume=resume)
-        status = "completed"
-    except GuardStop:
-        status = "stopped"
-        raise
-    except KeyboardInterrupt:
-        status = "interrupted"
-        err_console.print(f"interrupted; continue with: trainguard resume {run.path}")
-        raise typer.Exit(130) from None
-    finally:
-        if resume:
-            manifest = run.manifest()
-            run.update_manifest(resumes=[*manifest.get("resumes", []), {"pid": os.getpid()}])
-        run.close(status=status)
+@app.callback()
+def main(
+    version: Annotated[
+        bool, typer.Option("--version", callback=show_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    pass
 
 
 @app.command()
@@ -85,44 +71,13 @@ def run(
     set_: SetOption = [],  # noqa: B006  (typer reads the default)
 ) -> None:
     """Train every stage of a run file inside runs/<name>/."""
-    from trainguard.config import load_config
-    from trainguard.run import RunDir
-
     try:
         quiet_libraries()
-        cfg = load_config(config, set_)
-        if resume and (cfg.run_dir / "manifest.json").is_file():
-            saved = load_config(cfg.run_dir / "config.yaml")
-            changed = config_diff(saved.model_dump(mode="json"), cfg.model_dump(mode="json"))
-            if changed:
-                raise TrainguardError(
-                    f"{config} differs from {cfg.run_dir / 'config.yaml'} at {', '.join(changed)}; "
-                    "resume needs the same config (or use --overwrite to start over)"
-                )
-            _resume(cfg.run_dir)
-        else:
-            RunDir.check_new(cfg, overwrite)
-            pipeline = prepare(cfg)
-            execute(pipeline, RunDir.create(cfg, overwrite), resume=False)
+        api.run(config, overwrite=overwrite, resume=resume, quiet=False, overrides=set_)
     except TrainguardError as err:
         fail(err)
-
-
-def _resume(path: Path) -> None:
-    from trainguard.config import load_config
-    from trainguard.run import RunDir
-
-    run_dir = RunDir.reopen(path)
-    try:
-        if run_dir.manifest().get("status") == "completed":
-            console.print(f"{run_dir.path} is already complete; nothing to do")
-            run_dir.close()
-            return
-        pipeline = prepare(load_config(run_dir.config_path))
-    except BaseException:
-        run_dir.close()
-        raise
-    execute(pipeline, run_dir, resume=True)
+    except KeyboardInterrupt as stop:
+        interrupted(stop)
 
 
 @app.command()
@@ -130,9 +85,11 @@ def resume(run_dir: Annotated[Path, typer.Argument(help="Run folder to continue.
     """Continue a run from its newest complete checkpoint (same as `run CONFIG --resume`)."""
     try:
         quiet_libraries()
-        _resume(run_dir)
+        api.resume(run_dir, quiet=False)
     except TrainguardError as err:
         fail(err)
+    except KeyboardInterrupt as stop:
+        interrupted(stop)
 
 
 @config_app.command("check")

@@ -327,12 +327,17 @@ def load_config(path: Path | str, overrides: list[str] | None = None) -> RunConf
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(err, "problem", None) or str(err)
         raise ConfigError(f"{path}: malformed YAML{where}: {problem}") from None
-    for item in overrides or []:
+    apply_overrides(tree if isinstance(tree, dict) else {}, overrides or [])
+    return parse_config(tree, str(path), path.parent)
+
+
+def apply_overrides(tree: dict[str, Any], overrides: list[str]) -> None:
+    """`--set KEY.PATH=VALUE` strings (the value read as YAML) applied to a parsed run file."""
+    for item in overrides:
         key, sep, raw = item.partition("=")
         if not sep or not key:
             raise ConfigError(f"--set {item!r}: expected KEY.PATH=VALUE")
         try:
-            set_dotted(tree if isinstance(tree, dict) else {}, key, yaml.safe_load(raw))
+            set_dotted(tree, key, yaml.safe_load(raw))
         except (IndexError, ValueError, TypeError, KeyError):
             raise ConfigError(f"--set {item!r}: no such place in the config") from None
-    return parse_config(tree, str(path), path.parent)

@@ -15,7 +15,7 @@ from rich.console import Console
 from trainguard.config import RunConfig, parse_config
 from trainguard.engine.outcome import GuardStop
 from trainguard.engine.pipeline import Pipeline
-from trainguard.run import RunDir
+from trainguard.rundir import RunDir
 from trainguard.track.store import read_metrics, read_table
 
 ONSETS = (75, 103, 131)

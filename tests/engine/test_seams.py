@@ -28,7 +28,7 @@ from trainguard.errors import ConfigError
 from trainguard.guard.alerts import Alert
 from trainguard.guard.policies import Decision
 from trainguard.models.loading import add_lora, build_model, load_tokenizer
-from trainguard.run import RunDir
+from trainguard.rundir import RunDir
 from trainguard.track.store import read_metrics, read_table
 
 TOYS = str(Path(__file__).with_name("toys.py"))
@@ -39,7 +39,7 @@ from trainguard.config import load_config
 from trainguard.engine.pipeline import Pipeline
 from trainguard.engine.state import Knobs
 from trainguard.errors import ConfigError
-from trainguard.run import RunDir
+from trainguard.rundir import RunDir
 import torch
 torch.set_num_threads(1)
 cfg = load_config(sys.argv[1])

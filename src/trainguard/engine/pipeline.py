@@ -27,7 +27,7 @@ from trainguard.guard.generation import GenerationChecks
 from trainguard.guard.guard import Guard, GuardSection
 from trainguard.guard.report import write_guard_report
 from trainguard.models.loading import export_model, load_tokenizer
-from trainguard.run import RunDir
+from trainguard.rundir import RunDir
 from trainguard.tasks import build_task
 from trainguard.track.sinks import Sinks, StoreSink, TensorBoardSink
 from trainguard.track.summary import stage_summaries

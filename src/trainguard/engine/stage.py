@@ -19,7 +19,7 @@ from trainguard.engine.state import Knobs
 from trainguard.guard.guard import Guard
 from trainguard.models.loading import DTYPES, build_model, is_lora
 from trainguard.objectives import OBJECTIVES, STEP_PLUGINS, ObjectiveContext
-from trainguard.run import RunDir
+from trainguard.rundir import RunDir
 
 
 def stage_steps(stage: StageSection, n_train: int) -> int:

@@ -4,7 +4,7 @@ import time
 from collections import Counter
 
 from trainguard.atomic import atomic_write_json
-from trainguard.run import RunDir
+from trainguard.rundir import RunDir
 from trainguard.track.store import read_table
 
 

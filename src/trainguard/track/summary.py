@@ -19,6 +19,8 @@ class StageSummary:
     eval_ppl: float = math.nan
     rollbacks: int = 0
     skipped: int = 0
+    actions: dict[str, int] = field(default_factory=dict)  # the guard's actions taken, by name
+    last: dict[str, float] = field(default_factory=dict)  # the last logged value of each metric
 
     @property
     def steps(self) -> int:
@@ -46,6 +48,7 @@ def stage_summaries(db: Path) -> list[StageSummary]:
     out: dict[str, StageSummary] = {}
     for _, stage, key, value, _ in read_metrics(db):
         s = out.setdefault(stage, StageSummary(stage))
+        s.last[key] = value
         if key == "perf/step_time_s":
             s.step_times.append(value)
         elif key == "perf/tokens_per_s":
@@ -60,6 +63,11 @@ def stage_summaries(db: Path) -> list[StageSummary]:
             s.skipped += 1
     for event in read_table(db, "events"):
         action = json.loads(event["data"] or "{}").get("action") if event["kind"] == "action" else None
-        if action == "rollback" and event["stage"] in out and event["message"].startswith("rollback to"):
-            out[event["stage"]].rollbacks += 1
+        if action is None or event["stage"] not in out:
+            continue
+        s = out[event["stage"]]
+        done = action != "rollback" or event["message"].startswith("rollback to")  # not a refused one
+        if done:
+            s.actions[action] = s.actions.get(action, 0) + 1
+            s.rollbacks += action == "rollback"
     return list(out.values())
