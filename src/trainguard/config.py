@@ -18,7 +18,7 @@ from trainguard.engine.schedule import ScheduleSection
 from trainguard.errors import ConfigError
 from trainguard.guard.faults import FaultSpec
 from trainguard.guard.guard import GuardSection
-from trainguard.models.config import LoraSection, ModelSection, TokenizerSection
+from trainguard.models.config import PRESET_LR, LoraSection, ModelSection, TokenizerSection
 from trainguard.objectives import OBJECTIVES, STEP_PLUGINS, ObjectiveConfig, StepPluginConfig
 from trainguard.plugins import load_plugin, resolve_plugin
 from trainguard.section import Section
@@ -199,6 +199,37 @@ class RunConfig(Section):
         if dupes:
             raise ValueError(f"stage names must be unique; repeated: {', '.join(dupes)}")
         return stages
+
+    @model_validator(mode="after")
+    def _preset_defaults(self) -> "RunConfig":
+        """A preset trains from scratch: a stage that sets no LR gets the preset's (PRESET_LR), and one that
+        sets no warm-up warms up for 10% of its max_steps (at most the seed's 100). The resolved config
+        records the values used."""
+        if self.model.preset is None:
+            return self
+        for stage in self.stages:
+            if "lr" not in stage.optimizer.model_fields_set:
+                stage.optimizer.lr = PRESET_LR[self.model.preset]
+                stage.optimizer.model_fields_set.add("lr")
+            if "warmup_steps" not in stage.schedule.model_fields_set and stage.max_steps is not None:
+                stage.schedule.warmup_steps = min(stage.schedule.warmup_steps, stage.max_steps // 10)
+                stage.schedule.model_fields_set.add("warmup_steps")
+        return self
+
+    @model_validator(mode="after")
+    def _faults_in_range(self) -> "RunConfig":
+        """A fault scheduled after the run's last step would never fire: a test of nothing."""
+        if not self.faults or any(s.max_steps is None for s in self.stages):
+            return self
+        last = sum(s.max_steps or 0 for s in self.stages)
+        late = [
+            f"faults.{i}.at_step: {f.at_step} is after the run's last step ({last})"
+            for i, f in enumerate(self.faults)
+            if f.at_step > last
+        ]
+        if late:
+            raise ValueError("\n".join(late))
+        return self
 
     @model_validator(mode="after")
     def _stage_links(self) -> "RunConfig":

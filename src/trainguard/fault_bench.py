@@ -18,7 +18,13 @@ from trainguard.engine.pipeline import Pipeline
 from trainguard.rundir import RunDir
 from trainguard.track.store import read_metrics, read_table
 
-ONSETS = (75, 103, 131)
+# Onsets as shares of the run (75, 103 and 131 of the default 160 steps), so a shorter `--steps` still puts
+# every fault inside the run instead of reporting faults that never fired.
+ONSET_SHARES = (75 / 160, 103 / 160, 131 / 160)
+
+
+def onsets(steps: int) -> list[int]:
+    return sorted({max(2, round(share * steps)) for share in ONSET_SHARES})
 # fault kind -> two variants of (magnitude, duration, extra spec keys)
 VARIANTS: dict[str, list[tuple[float, int, dict[str, Any]]]] = {
     "nan_loss": [(1.0, 1, {}), (1.0, 3, {})],
@@ -119,7 +125,7 @@ def run_bench(steps: int = 160, clean_seeds: int = 10, progress: Callable[[str],
         rows = []
         i = 0
         for kind, variants in VARIANTS.items():
-            for onset in ONSETS:
+            for onset in onsets(steps):
                 for magnitude, duration, extra in variants:
                     seed = i % clean_seeds
                     i += 1
@@ -131,7 +137,8 @@ def run_bench(steps: int = 160, clean_seeds: int = 10, progress: Callable[[str],
                     row = scenario_row(kind, onset, magnitude, duration, seed, res, clean[seed]["final_eval_loss"])
                     rows.append(row)
                     progress(
-                        f"{kind:14s} onset {onset:3d} x{magnitude:<6g} detected={row['detected']!s:5s} "
+                        f"{kind:14s} onset {onset:3d} x{magnitude:<6g} for {duration} step(s) "
+                        f"detected={row['detected']!s:5s} "
                         f"latency={row['latency']} actions={row['actions']} recovered={row['recovered']}"
                     )
     clean_alerts = sum(1 for c in clean.values() for a in c["alerts"] if a["severity"] != "info")

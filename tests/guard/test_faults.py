@@ -104,3 +104,10 @@ def test_fired_faults_survive_a_checkpoint():
     g = injector(FaultSpec(kind="nan_loss", at_step=1))
     g.load_state_dict(f.state_dict())
     assert g.loss(torch.tensor(1.0), 1).item() == 1.0
+
+
+def test_fault_bench_onsets_stay_inside_a_shorter_run():
+    from trainguard.fault_bench import onsets
+
+    assert onsets(160) == [75, 103, 131]  # the recorded bench's
+    assert onsets(30) == [14, 19, 25] and all(2 <= o <= 30 for o in onsets(30))

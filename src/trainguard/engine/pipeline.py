@@ -209,6 +209,7 @@ class Pipeline:
         else:
             self.state.stage_index, self.state.stage_step, self.state.best_value = index, 0, None
             self.event("stage_start", f"stage {stage.name}: {pieces.total_steps} steps", stage=stage.name)
+            self.announce(index, pieces)
             for severity, message, data in pieces.source.notes():
                 self.event("data", message, severity, stage.name, **data)
             if pieces.guard is not None and "rollback" in pieces.guard.policies.values():
@@ -221,6 +222,34 @@ class Pipeline:
         self.event("stage_end", f"stage {stage.name} done at step {self.state.global_step}", stage=stage.name)
         self.final_model = policy
         return stage_result
+
+    def announce(self, index: int, pieces: Any) -> None:
+        """One line on what the stage trains (parameters, trainable share, data, steps), and a warning when
+        its warm-up is longer than the stage: the LR would never reach its peak."""
+        stage, params = pieces.stage, [p for m in (pieces.model, *pieces.heads.values()) for p in m.parameters()]
+        total, trainable = sum(p.numel() for p in params), sum(p.numel() for p in params if p.requires_grad)
+        records = self.records[index]
+        line = (
+            f"stage {stage.name}: {total / 1e6:.2f}M parameters, {trainable / max(total, 1):.1%} trainable; "
+            f"{len(records.train)} train / {len(records.eval)} eval records; {pieces.total_steps} steps"
+        )
+        self.console.print(line, highlight=False)
+        self.event("stage_info", line, stage=stage.name, parameters=total, trainable=trainable)
+        guard = pieces.guard
+        if guard is not None and guard.activations.config.enabled and not guard.activations.watched(pieces.model):
+            message = (
+                f"guard.activations.modules {guard.activations.config.modules} match no module of this model: "
+                "activation checks are off (name its MLP activation there)"
+            )
+            self.console.print(f"[yellow]warning:[/] {escape(message)}")
+            self.event("config", message, "warning", stage.name)
+        if stage.schedule.warmup_steps >= pieces.total_steps:
+            message = (
+                f"stages.{index}.schedule.warmup_steps={stage.schedule.warmup_steps} is not shorter than the "
+                f"stage ({pieces.total_steps} steps): the LR never reaches optimizer.lr"
+            )
+            self.console.print(f"[yellow]warning:[/] {escape(message)}")
+            self.event("config", message, "warning", stage.name)
 
     def record_companions(self, stage: StageSection, companions: dict[str, Any]) -> None:
         """The stage's frozen companions in the manifest, by path and content hash."""

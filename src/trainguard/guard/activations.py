@@ -16,7 +16,11 @@ from trainguard.section import Section
 class ActivationConfig(Section):
     enabled: bool = Field(True, description="Sample activation statistics.")
     every: int = Field(10, ge=1, description="Steps between samples (hooks exist only on sampled steps).")
-    modules: list[str] = Field(["mlp.act_fn"], description="Module name suffixes to watch.")
+    modules: list[str] = Field(
+        ["mlp.act_fn", "mlp.act", "mlp.activation_fn"],
+        description="Module name suffixes to watch: the MLP activation of Llama/Qwen/Mistral (act_fn), GPT-2 (act) "
+        "and Phi/OPT-style models (activation_fn); none matching is a warning.",
+    )
     min_active: float = Field(0.01, ge=0, le=1, description="Firing rate below this warns (dead units).")
     max_active: float = Field(0.95, ge=0, le=1, description="Firing rate above this warns (saturation).")
     max_drop: float = Field(0.5, gt=0, lt=1, description="A fall of this share below the running firing rate warns.")
@@ -32,10 +36,12 @@ class ActivationMonitor:
     def due(self, step: int) -> bool:
         return self.config.enabled and step % self.config.every == 0
 
+    def watched(self, model: nn.Module) -> list[tuple[str, nn.Module]]:
+        return [(n, m) for n, m in model.named_modules() if any(n.endswith(s) for s in self.config.modules)]
+
     def attach(self, model: nn.Module) -> None:
-        for name, module in model.named_modules():
-            if any(name.endswith(suffix) for suffix in self.config.modules):
-                self._handles.append(module.register_forward_hook(self._hook(name)))
+        for name, module in self.watched(model):
+            self._handles.append(module.register_forward_hook(self._hook(name)))
 
     def _hook(self, name: str) -> Any:
         def record(module: nn.Module, inputs: Any, output: torch.Tensor) -> None:

@@ -7,6 +7,10 @@ from pydantic import Field, field_validator, model_validator
 
 from trainguard.section import Section
 
+# Peak LRs for training a preset from scratch, used when a stage sets none: the seed default 2e-5 suits
+# fine-tuning a pretrained model and leaves a random one where it started.
+PRESET_LR: dict[str, float] = {"tiny": 3e-3, "small": 1e-3, "base": 6e-4}
+
 
 class LoraSection(Section):
     r: int = Field(64, ge=1, description="LoRA rank (seed default 64).")
@@ -25,7 +29,10 @@ class LoraSection(Section):
 
 class ModelSection(Section):
     preset: Literal["tiny", "small", "base"] | None = Field(
-        None, description="Llama-style model built from a config with random init: tiny ~1M, small ~10M, base ~50M."
+        None,
+        description="Llama-style model built from a config with random init: tiny ~1M, small ~10M, base ~50M. "
+        "Stages that set no LR train it at 3e-3, 1e-3, 6e-4 (not the fine-tuning 2e-5), and those that set no "
+        "warm-up warm up for 10% of max_steps (at most 100).",
     )
     path: str | None = Field(None, description="Local folder of a Hugging Face causal LM (loaded offline).")
     dtype: Literal["float32", "bfloat16", "float16"] = Field("float32", description="Dtype of the weights.")
