@@ -52,3 +52,39 @@ def test_activation_checks_find_gpt2s_mlp_and_say_when_they_watch_nothing(tmp_pa
     cfg = tiny_config(tmp_path / "runs", guard={"activations": {"modules": ["mlp.nothing"]}})
     result = CliRunner().invoke(app, ["run", str(write_config(tmp_path / "run.yaml", cfg))])
     assert result.exit_code == 0 and "activation checks are off" in result.output
+
+
+def test_without_a_terminal_a_run_prints_progress_lines(tmp_path):
+    cfg = tiny_config(tmp_path / "runs", tracking={"tensorboard": False, "progress": "off", "log_every": 4})
+    result = CliRunner().invoke(app, ["run", str(write_config(tmp_path / "run.yaml", cfg))])
+    assert result.exit_code == 0
+    lines = [line for line in result.output.splitlines() if line.startswith("sft step ")]
+    assert [line.split()[2] for line in lines] == ["4/12", "8/12", "12/12"] and "tok/s" in lines[0]
+
+
+def test_monitor_appends_snapshots_to_a_pipe_while_the_run_is_live(tmp_path):
+    import io
+    import json
+    import threading
+    import time
+
+    from rich.console import Console
+
+    from trainguard.ui.monitor import watch
+
+    config = write_config(tmp_path / "run.yaml", tiny_config(tmp_path / "runs"))
+    assert CliRunner().invoke(app, ["run", str(config)]).exit_code == 0
+    run = tmp_path / "runs" / "t"
+    manifest = json.loads((run / "manifest.json").read_text())
+    (run / "manifest.json").write_text(json.dumps({**manifest, "status": "running"}))
+    out = io.StringIO()
+    watcher = threading.Thread(target=watch, args=(run, Console(file=out, width=120), 0.05), daemon=True)
+    watcher.start()
+    try:
+        time.sleep(0.5)
+        shown_live = out.getvalue()
+    finally:  # the watcher ends once the run is no longer running, whatever the assertion says
+        (run / "manifest.json").write_text(json.dumps({**manifest, "status": "completed"}))
+    assert "status running" in shown_live  # shown while live, not only when it ends
+    watcher.join(timeout=10)
+    assert not watcher.is_alive()

@@ -168,6 +168,9 @@ class EvalSection(Section):
 class TrackingSection(Section):
     tensorboard: bool = Field(True, description="Mirror metrics to tb/ for TensorBoard.")
     progress: Literal["auto", "on", "off"] = Field("auto", description="Progress bar: auto shows it on a terminal.")
+    log_every: int = Field(
+        50, ge=0, description="Without a live bar (a pipe, a log file, progress off): a line every N steps; 0: none."
+    )
 
     @field_validator("progress", mode="before")
     @classmethod

@@ -215,7 +215,9 @@ class Pipeline:
             if pieces.guard is not None and "rollback" in pieces.guard.policies.values():
                 engine.save()  # a healthy place to roll back to before the first save_every
         enabled = progress_enabled(self.cfg.tracking.progress, self.console)
-        with StageProgress(self.console, stage.name, pieces.total_steps, self.state.stage_step, enabled) as progress:
+        log_every = self.cfg.tracking.log_every
+        start = self.state.stage_step
+        with StageProgress(self.console, stage.name, pieces.total_steps, start, enabled, log_every) as progress:
             engine.progress = progress
             stage_result = engine.fit()
         export_model(policy, self.tokenizer, self.run.stage_export(stage.name, last), heads=heads)

@@ -115,6 +115,16 @@ def watch(run_dir: Path, console: Any, interval: float = 2.0, once: bool = False
     if once:
         console.print(render(read_snapshot(run_dir), run_dir))
         return
+    if not console.is_terminal:  # a pipe or a log file cannot be redrawn: append a snapshot when the step moves
+        shown = None
+        while True:
+            snap = read_snapshot(run_dir)
+            if (snap.stage, snap.step) != shown:
+                console.print(render(snap, run_dir))
+                shown = (snap.stage, snap.step)
+            if snap.status != "running":
+                return
+            time.sleep(interval)
     with Live(render(read_snapshot(run_dir), run_dir), console=console, refresh_per_second=4) as live:
         while True:
             snap = read_snapshot(run_dir)

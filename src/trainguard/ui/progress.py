@@ -9,10 +9,13 @@ from rich.table import Table
 
 
 class StageProgress:
-    """Shows step/total, ETA, loss, lr and throughput; silent when disabled (tests, logs, pipes)."""
+    """Shows step/total, ETA, loss, lr and throughput as a live bar; without one (a pipe, a log file,
+    `progress: off`) it prints the same as a line every `log_every` steps, like the Trainer's logging_steps."""
 
-    def __init__(self, console: Console, stage: str, total: int, start: int, enabled: bool) -> None:
-        self.enabled = enabled
+    def __init__(
+        self, console: Console, stage: str, total: int, start: int, enabled: bool, log_every: int = 0
+    ) -> None:
+        self.enabled, self.console, self.stage, self.total, self.log_every = enabled, console, stage, total, log_every
         self.progress = Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
@@ -42,6 +45,8 @@ class StageProgress:
             f"loss {metrics['loss/train']:.4f}  lr {metrics['opt/lr']:.2e}  {metrics['perf/tokens_per_s']:,.0f} tok/s"
         )
         self.progress.update(self.task, completed=step, info=info)
+        if not self.enabled and self.log_every and (step % self.log_every == 0 or step == self.total):
+            self.console.print(f"{self.stage} step {step}/{self.total}  {info}", highlight=False)
 
 
 def progress_enabled(setting: str, console: Console) -> bool:
