@@ -175,3 +175,22 @@ def test_a_local_hugging_face_folder_is_a_model(make_config, tmp_path):
     result = invoke("run", str(second))
     assert result.exit_code == 0, result.output
     assert (tmp_path / "runs" / "from-path" / "final" / "tokenizer.json").is_file()
+
+
+def test_a_finished_run_is_extended_by_more_steps_on_its_last_stage(make_config, tmp_path):
+    cfg = make_config()
+    assert invoke("run", str(cfg)).exit_code == 0
+    run = tmp_path / "runs" / "t"
+    before = load_file(run / "final" / "model.safetensors")
+    result = invoke("run", str(cfg), "--resume", "--set", "stages.0.max_steps=16")
+    assert result.exit_code == 0, result.output
+    assert "extending stage sft from 12 to 16 steps" in result.output
+    steps = sorted({s for s, _, k, _, _ in read_metrics(run / "metrics.db") if k == "loss/train"})
+    assert steps == list(range(1, 17))
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["status"] == "completed" and manifest["extended"] == [{"stage": "sft", "from": 12, "to": 16}]
+    after = load_file(run / "final" / "model.safetensors")
+    assert any(not torch.equal(before[k], after[k]) for k in before)  # final/ is the longer run's model
+    assert invoke("resume", str(run)).output.strip().endswith("already complete; nothing to do")
+    refused = invoke("run", str(cfg), "--resume", "--set", "stages.0.max_steps=8")
+    assert refused.exit_code == 2 and "longer max_steps for the last stage" in refused.output

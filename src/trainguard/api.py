@@ -95,8 +95,9 @@ def run(
 ) -> RunResult:
     """Train every stage in runs/<name>/, as `trainguard run` does (it calls this).
 
-    `resume` continues an existing folder (whose config must be the same); a guard stop raises GuardStop
-    (guard_report.json says why); Ctrl-C or SIGTERM raise Interrupted. `quiet` prints nothing: everything is
+    `resume` continues an existing folder (whose config must be the same, except a longer `max_steps` for
+    the last stage: that extends a finished run, its schedule recomputed over the new length); a guard stop
+    raises GuardStop (guard_report.json says why); Ctrl-C or SIGTERM raise Interrupted. `quiet` prints nothing: everything is
     still recorded in the run folder."""
     from trainguard.rundir import RunDir
 
@@ -106,13 +107,15 @@ def run(
         if resume and (cfg.run_dir / "manifest.json").is_file():
             saved = load_config(cfg.run_dir / "config.yaml")
             changed = config_diff(saved.model_dump(mode="json"), cfg.model_dump(mode="json"))
-            if changed:
+            extends = changed and _extends(saved, cfg, changed)
+            if changed and not extends:
                 source = config if isinstance(config, str | os.PathLike) else "the config"
                 raise RunDirError(
                     f"{source} differs from {cfg.run_dir / 'config.yaml'} at {', '.join(changed)}; "
-                    "resume needs the same config (or use --overwrite to start over)"
+                    "resume needs the same config, except a longer max_steps for the last stage (or use "
+                    "--overwrite to start over)"
                 )
-            return _resume(cfg.run_dir, console)
+            return _resume(cfg.run_dir, console, extend_to=cfg if extends else None)
         RunDir.check_new(cfg, overwrite)
         pipeline = _pipeline(cfg, console)
         return _execute(pipeline, RunDir.create(cfg, overwrite), resume=False)
@@ -125,11 +128,27 @@ def resume(run_dir: PathLike | RunResult, quiet: bool = True) -> RunResult:
         return _resume(_folder(run_dir), _console(quiet))
 
 
-def _resume(path: Path, console: Console) -> RunResult:
+def _extends(saved: RunConfig, cfg: RunConfig, changed: list[str]) -> bool:
+    """Whether the only change is more steps for the last stage: training it longer, not a different run."""
+    last = len(cfg.stages) - 1
+    old, new = saved.stages[-1].max_steps, cfg.stages[-1].max_steps
+    return changed == [f"stages.{last}.max_steps"] and old is not None and new is not None and new > old
+
+
+def _resume(path: Path, console: Console, extend_to: RunConfig | None = None) -> RunResult:
+    from trainguard.atomic import atomic_write_text
     from trainguard.rundir import RunDir
 
     run_dir = RunDir.reopen(path)
     try:
+        if extend_to is not None:  # under the folder's lock: the resolved config takes the new length
+            stage = extend_to.stages[-1].name
+            old, new = load_config(run_dir.config_path).stages[-1].max_steps, extend_to.stages[-1].max_steps
+            atomic_write_text(run_dir.config_path, extend_to.to_yaml())
+            extended = [*run_dir.manifest().get("extended", []), {"stage": stage, "from": old, "to": new}]
+            run_dir.update_manifest(status="running", extended=extended)
+            run_dir.event("extend", f"stage {stage} extended from {old} to {new} steps")
+            console.print(f"extending stage {stage} from {old} to {new} steps")
         if run_dir.manifest().get("status") == "completed":
             console.print(f"{run_dir.path} is already complete; nothing to do")
             run_dir.close()
