@@ -97,8 +97,8 @@ def run(
 
     `resume` continues an existing folder (whose config must be the same, except a longer `max_steps` for
     the last stage: that extends a finished run, its schedule recomputed over the new length); a guard stop
-    raises GuardStop (guard_report.json says why); Ctrl-C or SIGTERM raise Interrupted. `quiet` prints nothing: everything is
-    still recorded in the run folder."""
+    raises GuardStop (guard_report.json says why); Ctrl-C or SIGTERM raise Interrupted. `quiet` prints
+    nothing: everything is still recorded in the run folder."""
     from trainguard.rundir import RunDir
 
     cfg = load_config(config, overrides)
