@@ -22,6 +22,7 @@ class Batch(Protocol):
 class TokenizedExample:
     ids: list[int]
     prompt_len: int  # ids[:prompt_len] are the prompt (with BOS), the rest the completion (with EOS)
+    targets: list[bool] | None = None  # chat: which tokens carry loss (every assistant turn), else by prompt_len
 
 
 @dataclass
@@ -67,6 +68,38 @@ def tokenize_record(
     return TokenizedExample([*prefix, *prompt, *completion], len(prefix) + len(prompt)), cut
 
 
+def tokenize_chat(
+    tokenizer: Any, messages: list[dict[str, str]], max_length: int
+) -> tuple[TokenizedExample | None, bool]:
+    """The conversation through the tokenizer's chat template, loss on every assistant turn (its closing
+    tokens included, so the model learns to end). Too long: the earliest tokens go, never the last assistant
+    turn; (None, True) when that turn alone does not fit, (None, False) when the template does not tokenize
+    turn by turn (a bad row either way)."""
+
+    def encode(upto: int, generation_prompt: bool) -> list[int]:
+        text = tokenizer.apply_chat_template(
+            messages[:upto], tokenize=False, add_generation_prompt=generation_prompt
+        )
+        return tokenizer.encode(text, add_special_tokens=False)
+
+    ids = encode(len(messages), False)
+    targets = [False] * len(ids)
+    last_start = len(ids)
+    for i, message in enumerate(messages):
+        if message["role"] != "assistant":
+            continue
+        start, through = len(encode(i, True)), encode(i + 1, False)
+        if through != ids[: len(through)] or start > len(through):
+            return None, False
+        targets[start : len(through)] = [True] * (len(through) - start)
+        last_start = start
+    cut = max(0, len(ids) - max_length)
+    if last_start < cut:
+        return None, True
+    ids, targets = ids[cut:], targets[cut:]
+    return TokenizedExample(ids, targets.index(True) if True in targets else len(ids), targets), cut > 0
+
+
 def collate(examples: list[TokenizedExample], pad_id: int) -> TokenBatch:
     width = max(len(e.ids) for e in examples)
     input_ids = torch.tensor([e.ids + [pad_id] * (width - len(e.ids)) for e in examples], dtype=torch.long)
@@ -74,4 +107,8 @@ def collate(examples: list[TokenizedExample], pad_id: int) -> TokenBatch:
     prompt_lens = torch.tensor([e.prompt_len for e in examples])[:, None]
     pos = torch.arange(width)[None, :]  # (1, T)
     token_mask = pos < lengths
-    return TokenBatch(input_ids, token_mask, token_mask & (pos >= prompt_lens))
+    completion = token_mask & (pos >= prompt_lens)
+    if any(e.targets is not None for e in examples):  # chat rows: the assistant turns, wherever they are
+        rows = [e.targets or [i >= e.prompt_len for i in range(len(e.ids))] for e in examples]
+        completion = torch.tensor([r + [False] * (width - len(r)) for r in rows], dtype=torch.bool)
+    return TokenBatch(input_ids, token_mask, completion)

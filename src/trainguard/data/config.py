@@ -56,3 +56,8 @@ class DataSection(Section):
     eval_fraction: float = Field(
         0.1, ge=0, lt=1, description="Share of records held out for eval loss (default 90/10)."
     )
+    chat: bool = Field(
+        False,
+        description="Render every record through the tokenizer's chat template, loss on assistant turns only: "
+        "{messages: [{role, content}, ...]} rows, and {prompt, completion} as one user and one assistant turn.",
+    )

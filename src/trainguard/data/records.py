@@ -8,16 +8,34 @@ from typing import Any
 import torch
 
 from trainguard.data.config import DataSection, FileSource, TaskSource
+from trainguard.errors import DataError
 from trainguard.rows import ReadReport, read_rows
 from trainguard.tasks import build_task
 
 REQUIRED = ("prompt", "completion")
 
 
+ROLES = ("system", "user", "assistant")
+
+
+def check_chat(messages: Any) -> str | None:
+    """The reason a `messages` list is unusable, or None."""
+    if not isinstance(messages, list) or not messages:
+        return "'messages' not a non-empty list"
+    for m in messages:
+        if not isinstance(m, dict) or m.get("role") not in ROLES or not isinstance(m.get("content"), str):
+            return f"a message is not {{role: {'|'.join(ROLES)}, content: text}}"
+    if not any(m["role"] == "assistant" and m["content"] for m in messages):
+        return "no assistant turn with content"
+    return None
+
+
 def check_record(row: Any) -> str | None:
     """The reason a parsed row is unusable, or None."""
     if not isinstance(row, dict):
         return "not a JSON object"
+    if "messages" in row:
+        return check_chat(row["messages"])
     for key in REQUIRED:
         if key not in row:
             return f"missing '{key}'"
@@ -29,9 +47,23 @@ def check_record(row: Any) -> str | None:
 
 
 def read_jsonl(path: Path) -> tuple[list[dict[str, Any]], ReadReport]:
-    """Usable `{prompt, completion}` records of a JSONL file and a report of the rest."""
+    """Usable `{prompt, completion}` or `{messages}` records of a JSONL file and a report of the rest."""
     rows, report = read_rows(path, check_record)
-    return [{k: row[k] for k in ("id", "task", "prompt", "completion") if k in row} for row in rows], report
+    keys = ("id", "task", "prompt", "completion", "messages")
+    return [{k: row[k] for k in keys if k in row} for row in rows], report
+
+
+def as_chat(record: dict[str, Any]) -> dict[str, Any]:
+    """A record as a conversation (prompt: user, completion: assistant), keeping `prompt`/`completion` as the
+    text before the last assistant turn and that turn, for the data checks and held-out exclusion."""
+    messages = record.get("messages") or [
+        {"role": "user", "content": record["prompt"]},
+        {"role": "assistant", "content": record["completion"]},
+    ]
+    last = max(i for i, m in enumerate(messages) if m["role"] == "assistant")
+    messages = messages[: last + 1]  # turns after the last answer teach nothing
+    prompt = "\n".join(m["content"] for m in messages[:last])
+    return {**record, "messages": messages, "prompt": prompt, "completion": messages[last]["content"]}
 
 
 @dataclass
@@ -55,6 +87,10 @@ def load_records(cfg: DataSection, seed: int) -> RecordSet:
             task = build_task(src.task, src.params)
             rows = [task.record(i) for i in range(src.start, src.start + src.n)]
             report = ReadReport(f"task {src.task}", rows=len(rows), usable=len(rows))
+        if cfg.chat:
+            rows = [as_chat(r) for r in rows]
+        elif any("messages" in r for r in rows):
+            raise DataError(f"{report.source}: rows with 'messages' need data.chat: true (the chat template)")
         records.extend(rows)
         reports.append(report)
         by_source.append((report.source, rows))

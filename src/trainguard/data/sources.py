@@ -17,7 +17,15 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from trainguard.data.batches import Batch, TokenBatch, TokenizedExample, collate, special_prefix, tokenize_record
+from trainguard.data.batches import (
+    Batch,
+    TokenBatch,
+    TokenizedExample,
+    collate,
+    special_prefix,
+    tokenize_chat,
+    tokenize_record,
+)
 from trainguard.data.config import DataSection
 from trainguard.data.records import RecordSet
 from trainguard.engine.state import Knobs
@@ -109,7 +117,12 @@ def tokenize_all(records: list[dict[str, Any]], tokenizer: Any, max_length: int)
     """Tokenised examples, counting prompts cut to fit `max_length` and rows whose completion cannot fit."""
     out, prefix = Tokenized([]), special_prefix(tokenizer)
     for r in records:
-        ex, cut = tokenize_record(tokenizer, r, max_length, prefix)
+        if "messages" in r:
+            if not getattr(tokenizer, "chat_template", None):
+                raise DataError("data.chat needs a chat template: this tokenizer has none; set tokenizer.chat_template")
+            ex, cut = tokenize_chat(tokenizer, r["messages"], max_length)
+        else:
+            ex, cut = tokenize_record(tokenizer, r, max_length, prefix)
         if ex is None:
             out.dropped += 1
         else:

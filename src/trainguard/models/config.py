@@ -58,4 +58,9 @@ class TokenizerSection(Section):
     path: str | None = Field(
         None, description="Local tokenizer folder; default: the model folder's, or the byte-level one for presets."
     )
-    max_length: int = Field(256, ge=8, description="Longest tokenised example; longer ones are truncated and counted.")
+    max_length: int = Field(
+        256, ge=8, description="Longest tokenised example; longer prompts lose their left end (counted)."
+    )
+    chat_template: str | None = Field(
+        None, description="A Jinja chat template for a tokenizer without one (saved with the exported tokenizer)."
+    )

@@ -23,11 +23,11 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 
 def load_tokenizer(model_cfg: ModelSection, tok_cfg: TokenizerSection, model_dir: str | None = None) -> Any:
     path = tok_cfg.path or model_dir or model_cfg.path
-    if path is None:
-        return byte_tokenizer()
-    tok = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    tok = byte_tokenizer() if path is None else AutoTokenizer.from_pretrained(path, local_files_only=True)
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token  # right padding is masked out of the loss, so any id will do
+    if tok_cfg.chat_template is not None:
+        tok.chat_template = tok_cfg.chat_template
     return tok
 
 
