@@ -55,11 +55,11 @@ def progress_enabled(setting: str, console: Console) -> bool:
 
 def summary_table(run_dir: str, stages: list[Any], accuracy: dict[str, Any]) -> Table:
     """One screen: per stage (from the store, so a resume counts the whole stage) its steps, training time,
-    mean throughput, final train loss, last eval, and the guard's rollbacks and skipped steps."""
+    mean throughput, final train loss, last eval loss, and the guard's rollbacks and skipped steps."""
     table = Table(title=f"trainguard run {run_dir}", title_justify="left")
-    columns = ("stage", "steps", "time", "tok/s", "train loss", "eval loss", "eval ppl", "rollbacks", "skipped")
-    for col in columns:
-        table.add_column(col, justify="right" if col != "stage" else "left")
+    columns = ("stage", "steps", "time", "tok/s", "train loss", "eval loss", "rollbacks", "skips")
+    for col in columns:  # fits 80 columns (a pipe, a log file) without cutting a header
+        table.add_column(col, justify="right" if col != "stage" else "left", no_wrap=True)
     for s in stages:
         table.add_row(
             s.name,
@@ -68,7 +68,6 @@ def summary_table(run_dir: str, stages: list[Any], accuracy: dict[str, Any]) -> 
             f"{s.tokens_per_s:,.0f}",
             f"{s.train_loss:.4f}",
             f"{s.eval_loss:.4f}",
-            f"{s.eval_ppl:.2f}",
             str(s.rollbacks),
             str(s.skipped),
         )
