@@ -133,3 +133,14 @@ def test_relative_data_paths_are_read_from_the_config_files_folder(tmp_path, mon
     assert cfg.data.sources[0].path == (folder / "rows.jsonl").resolve()
     with pytest.raises(ConfigError, match=r"data\.sources\.0.*'nope\.jsonl' not found"):
         load_config(path, ["data.sources.0.path=nope.jsonl"])
+
+
+def test_yaml_on_and_off_are_progress_settings(tmp_path):
+    from helpers import tiny_config, write_config
+
+    cfg = tiny_config(tmp_path / "runs")
+    path = write_config(tmp_path / "run.yaml", cfg)
+    text = path.read_text().replace("progress: 'off'", "progress: on").replace("progress: off", "progress: on")
+    path.write_text(text)
+    assert "progress: on" in text and load_config(path).tracking.progress == "on"
+    assert load_config(path, ["tracking.progress=off"]).tracking.progress == "off"

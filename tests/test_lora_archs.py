@@ -43,3 +43,16 @@ def test_lora_targets_that_match_nothing_name_the_models_linear_layers(tmp_path)
     result = CliRunner().invoke(app, ["run", str(write_config(tmp_path / "run.yaml", cfg))])
     assert result.exit_code == 2
     assert "match no linear layer" in result.output and "c_attn, c_fc, c_proj" in result.output
+
+
+def test_lora_on_gpt2_says_nothing_to_the_user(tmp_path):
+    import warnings
+
+    from trainguard.config import LoraSection
+    from trainguard.models.loading import add_lora
+
+    model = AutoModelForCausalLM.from_pretrained(gpt2_folder(tmp_path / "gpt2"))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        add_lora(model, LoraSection(r=4))
+    assert [str(w.message) for w in caught] == []  # no fan_in_fan_out or gradient-checkpointing notices
