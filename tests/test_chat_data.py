@@ -43,6 +43,28 @@ def test_a_long_conversation_loses_its_start_not_its_last_answer():
     ex, cut = tokenize_chat(tok, CONVERSATION, 30)
     assert cut and len(ex.ids) == 30 and tok.decode(ex.ids).endswith("<|assistant|>ciao<eos>")
     assert tokenize_chat(tok, CONVERSATION, 4) == (None, True)  # "ciao<eos>" alone does not fit
+    assert tokenize_chat(tok, CONVERSATION, 5) == (None, True)  # nor with nothing before its first token
+    kept, _ = tokenize_chat(tok, CONVERSATION, 6)
+    assert tok.decode(kept.ids) == ">ciao<eos>" and kept.targets == [False] + [True] * 5
+
+
+def test_a_template_that_does_not_render_turn_by_turn_is_named():
+    from trainguard.data.sources import tokenize_all
+
+    tok = byte_tokenizer()
+    opens = "{% if add_generation_prompt %}!{% endif %}"  # a marker the finished turn does not carry
+    tok.chat_template = "{% for m in messages %}{{ m['content'] }}{% endfor %}" + opens
+    out = tokenize_all([{"messages": CONVERSATION}], tok, 256)
+    assert (out.unrenderable, out.dropped, out.examples) == (1, 0, [])
+
+
+def test_chat_evaluation_prompts_go_through_the_template():
+    from trainguard.eval.accuracy import encode_prompts
+
+    tok = byte_tokenizer()
+    tok.chat_template = TEMPLATE
+    (ids,) = encode_prompts(tok, ["hi"], chat=True)
+    assert tok.decode(ids) == "<|user|>hi<|assistant|>"
 
 
 def test_a_chat_run_trains_on_conversations_and_exports_the_template(tmp_path):

@@ -42,7 +42,7 @@ def test_lora_targets_that_match_nothing_name_the_models_linear_layers(tmp_path)
     cfg = tiny_config(tmp_path / "runs", model=model)
     result = CliRunner().invoke(app, ["run", str(write_config(tmp_path / "run.yaml", cfg))])
     assert result.exit_code == 2
-    assert "match no linear layer" in result.output and "c_attn, c_fc, c_proj" in result.output
+    assert "match no module of this model" in result.output and "c_attn, c_fc, c_proj" in result.output
 
 
 def test_lora_on_gpt2_says_nothing_to_the_user(tmp_path):

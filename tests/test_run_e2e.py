@@ -194,3 +194,19 @@ def test_a_finished_run_is_extended_by_more_steps_on_its_last_stage(make_config,
     assert invoke("resume", str(run)).output.strip().endswith("already complete; nothing to do")
     refused = invoke("run", str(cfg), "--resume", "--set", "stages.0.max_steps=8")
     assert refused.exit_code == 2 and "longer max_steps for the last stage" in refused.output
+
+
+def test_a_preset_run_with_default_warmup_extends_and_later_stages_keep_the_seed_lr(make_config, tmp_path):
+    from trainguard.config import load_config
+
+    stages = [{"name": "one", "objective": "sft", "max_steps": 20, "batch_size": 8, "save_every": 10}]
+    two = {"name": "two", "objective": "sft", "max_steps": 4}  # starts from stage one's export
+    resolved = load_config(make_config("two.yaml", stages=[*stages, two]))
+    assert resolved.stages[0].optimizer.lr == 3e-3 and resolved.stages[0].schedule.warmup_steps == 2
+    assert resolved.stages[1].optimizer.lr == 2e-5  # fine-tunes stage one's model: the seed default
+    cfg = make_config(stages=stages)
+    assert invoke("run", str(cfg)).exit_code == 0
+    result = invoke("run", str(cfg), "--resume", "--set", "stages.0.max_steps=30")
+    assert result.exit_code == 0, result.output  # the warm-up derived from the length (2 -> 3) does not block it
+    saved = load_config(tmp_path / "runs" / "t" / "config.yaml").stages[0]
+    assert (saved.max_steps, saved.schedule.warmup_steps) == (30, 2)  # the run had warmed up already

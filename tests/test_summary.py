@@ -7,6 +7,7 @@ import shutil
 from typer.testing import CliRunner
 
 from trainguard.cli import app
+from trainguard.track.store import read_metrics
 from trainguard.track.summary import stage_summaries
 
 
@@ -24,6 +25,11 @@ def test_a_resumed_run_summarises_the_whole_stage(make_config, tmp_path):
     (resumed,) = stage_summaries(run / "metrics.db")
     assert resumed.steps == full.steps == 12 and resumed.losses == full.losses
     assert 0.3 < resumed.tokens_per_s / full.tokens_per_s < 3  # not the last step's rate alone
+    rows = [(k, v) for _, _, k, v, _ in read_metrics(run / "metrics.db")]
+    rates = [v for k, v in rows if k == "perf/tokens_per_s"]
+    times = [v for k, v in rows if k == "perf/step_time_s"]
+    tokens = sum(r * t for r, t in zip(rates, times, strict=True))
+    assert len(rates) == 12 and abs(resumed.tokens_per_s - tokens / sum(times)) < 1e-6 * tokens
     assert "stage mean" in result.output
 
 

@@ -107,7 +107,7 @@ def run(
         if resume and (cfg.run_dir / "manifest.json").is_file():
             saved = load_config(cfg.run_dir / "config.yaml")
             changed = config_diff(saved.model_dump(mode="json"), cfg.model_dump(mode="json"))
-            extends = changed and _extends(saved, cfg, changed)
+            extends = bool(changed) and _extends(saved, cfg, changed)
             if changed and not extends:
                 source = config if isinstance(config, str | os.PathLike) else "the config"
                 raise RunDirError(
@@ -129,10 +129,16 @@ def resume(run_dir: PathLike | RunResult, quiet: bool = True) -> RunResult:
 
 
 def _extends(saved: RunConfig, cfg: RunConfig, changed: list[str]) -> bool:
-    """Whether the only change is more steps for the last stage: training it longer, not a different run."""
+    """Whether the only change is more steps for the last stage: training it longer, not a different run. A
+    warm-up derived from the stage's length (a preset's default) moves with it: the saved one is kept, since
+    the run has warmed up already."""
     last = len(cfg.stages) - 1
     old, new = saved.stages[-1].max_steps, cfg.stages[-1].max_steps
-    return changed == [f"stages.{last}.max_steps"] and old is not None and new is not None and new > old
+    allowed = {f"stages.{last}.max_steps", f"stages.{last}.schedule.warmup_steps"}
+    if not (set(changed) <= allowed and old is not None and new is not None and new > old):
+        return False
+    cfg.stages[-1].schedule.warmup_steps = saved.stages[-1].schedule.warmup_steps
+    return True
 
 
 def _resume(path: Path, console: Console, extend_to: RunConfig | None = None) -> RunResult:
@@ -141,7 +147,8 @@ def _resume(path: Path, console: Console, extend_to: RunConfig | None = None) ->
 
     run_dir = RunDir.reopen(path)
     try:
-        if extend_to is not None:  # under the folder's lock: the resolved config takes the new length
+        if extend_to is not None:  # under the folder's lock; the folder changes only once the pipeline is built
+            pipeline = _pipeline(extend_to, console)
             stage = extend_to.stages[-1].name
             old, new = load_config(run_dir.config_path).stages[-1].max_steps, extend_to.stages[-1].max_steps
             atomic_write_text(run_dir.config_path, extend_to.to_yaml())
@@ -149,6 +156,7 @@ def _resume(path: Path, console: Console, extend_to: RunConfig | None = None) ->
             run_dir.update_manifest(status="running", extended=extended)
             run_dir.event("extend", f"stage {stage} extended from {old} to {new} steps")
             console.print(f"extending stage {stage} from {old} to {new} steps")
+            return _execute(pipeline, run_dir, resume=True)
         if run_dir.manifest().get("status") == "completed":
             console.print(f"{run_dir.path} is already complete; nothing to do")
             run_dir.close()

@@ -55,26 +55,33 @@ def tasks_baseline(
     n: Annotated[int, typer.Option(help="Instances to score.")] = 1000,
     param: ParamOption = [],  # noqa: B006
 ) -> None:
-    """Pass rates of answers that need no thought (all-True, all-False, random for SAT): they must stay low."""
+    """Pass rates of answers that need no thought (all-True for SAT, a constant or an echo for DED, the output
+    as input for ABD), overall and in the worst family or difficulty: they must stay low."""
+    from collections import Counter
+
     from rich.table import Table
 
     try:
         built = build(task, parse_params(param, task, several=False))
         rng = random.Random(0)
-        passed: dict[str, int] = {}
+        passed: dict[str, Counter] = {}
+        sizes: Counter = Counter()
         for id in range(n):
             inst = built.instance(id)
+            group = str(inst.meta.get("family") or inst.meta.get("difficulty") or "all")
+            sizes[group] += 1
             for strategy, answer in built.baselines(inst, rng).items():
-                passed[strategy] = passed.get(strategy, 0) + int(built.score(inst, answer).value == 1.0)
+                passed.setdefault(strategy, Counter())[group] += int(built.score(inst, answer).value == 1.0)
         if not passed:
             raise ConfigError(f"task {task!r} defines no trivial baselines")
     except TrainguardError as err:
         fail(err)
     table = Table(title=f"{task}: trivial answers over {n} instances")
-    for column in ("answer", "passed", "pass rate"):
-        table.add_column(column, justify="left" if column == "answer" else "right")
-    for strategy, count in passed.items():
-        table.add_row(strategy, str(count), f"{count / n:.1%}")
+    for column in ("answer", "passed", "pass rate", "worst group"):
+        table.add_column(column, justify="left" if column in ("answer", "worst group") else "right")
+    for strategy, counts in passed.items():
+        rate, group = max((counts[g] / sizes[g], g) for g in sizes)
+        table.add_row(strategy, str(sum(counts.values())), f"{sum(counts.values()) / n:.1%}", f"{group} {rate:.1%}")
     console.print(table)
 
 

@@ -205,12 +205,14 @@ class RunConfig(Section):
 
     @model_validator(mode="after")
     def _preset_defaults(self) -> "RunConfig":
-        """A preset trains from scratch: a stage that sets no LR gets the preset's (PRESET_LR), and one that
-        sets no warm-up warms up for 10% of its max_steps (at most the seed's 100). The resolved config
-        records the values used."""
+        """A preset trained from scratch (the first stage, or `init: base`): a stage that sets no LR gets the
+        preset's (PRESET_LR), and one that sets no warm-up warms up for 10% of its max_steps (at most the
+        seed's 100). The resolved config records the values used."""
         if self.model.preset is None:
             return self
-        for stage in self.stages:
+        for index, stage in enumerate(self.stages):
+            if not (stage.init == "base" or (index == 0 and stage.init == "previous")):
+                continue  # a stage that starts from a trained model fine-tunes it: the seed defaults stand
             if "lr" not in stage.optimizer.model_fields_set:
                 stage.optimizer.lr = PRESET_LR[self.model.preset]
                 stage.optimizer.model_fields_set.add("lr")

@@ -73,8 +73,8 @@ def tokenize_chat(
 ) -> tuple[TokenizedExample | None, bool]:
     """The conversation through the tokenizer's chat template, loss on every assistant turn (its closing
     tokens included, so the model learns to end). Too long: the earliest tokens go, never the last assistant
-    turn; (None, True) when that turn alone does not fit, (None, False) when the template does not tokenize
-    turn by turn (a bad row either way)."""
+    turn, of which at least one token before it stays (its first token is then predicted); (None, True) when
+    that does not fit, (None, False) when the template does not tokenize turn by turn (bad rows, both)."""
 
     def encode(upto: int, generation_prompt: bool) -> list[int]:
         text = tokenizer.apply_chat_template(
@@ -88,13 +88,14 @@ def tokenize_chat(
     for i, message in enumerate(messages):
         if message["role"] != "assistant":
             continue
-        start, through = len(encode(i, True)), encode(i + 1, False)
-        if through != ids[: len(through)] or start > len(through):
+        before, through = encode(i, True), encode(i + 1, False)
+        start = len(before)
+        if through != ids[: len(through)] or through[:start] != before:
             return None, False
         targets[start : len(through)] = [True] * (len(through) - start)
         last_start = start
     cut = max(0, len(ids) - max_length)
-    if last_start < cut:
+    if last_start <= cut:
         return None, True
     ids, targets = ids[cut:], targets[cut:]
     return TokenizedExample(ids, targets.index(True) if True in targets else len(ids), targets), cut > 0

@@ -111,6 +111,7 @@ class Tokenized:
     examples: list[TokenizedExample]
     truncated: int = 0  # prompts cut from the left to fit
     dropped: int = 0  # completions that do not fit at all (bad rows)
+    unrenderable: int = 0  # conversations the chat template does not render turn by turn (bad rows)
 
 
 def tokenize_all(records: list[dict[str, Any]], tokenizer: Any, max_length: int) -> Tokenized:
@@ -123,7 +124,9 @@ def tokenize_all(records: list[dict[str, Any]], tokenizer: Any, max_length: int)
             ex, cut = tokenize_chat(tokenizer, r["messages"], max_length)
         else:
             ex, cut = tokenize_record(tokenizer, r, max_length, prefix)
-        if ex is None:
+        if ex is None and not cut:
+            out.unrenderable += 1
+        elif ex is None:
             out.dropped += 1
         else:
             out.examples.append(ex)
@@ -154,7 +157,7 @@ class RecordSource(Source):
         self.examples, self.eval_examples = examples, eval_examples or []
         self.batch_size, self.seed, self.pad_id = batch_size, seed, pad_id
         self.cursor = 0  # samples served so far
-        self.truncated = self.dropped = self.max_length = 0
+        self.truncated = self.dropped = self.unrenderable = self.max_length = 0
         self._perm_epoch = -1
         self._perm: list[int] = []
 
@@ -162,6 +165,11 @@ class RecordSource(Source):
     def build(cls, config: SourceConfig, ctx: SourceContext) -> "RecordSource":
         train = tokenize_all(ctx.records.train, ctx.tokenizer, ctx.max_length)
         held = tokenize_all(ctx.records.eval, ctx.tokenizer, ctx.max_length)
+        if not train.examples and train.unrenderable:
+            raise DataError(
+                f"the chat template does not render conversations turn by turn ({train.unrenderable} rows): each "
+                "turn's rendering must start with the previous turns' (set tokenizer.chat_template)"
+            )
         if not train.examples and train.dropped:
             raise DataError(
                 f"every training record's completion is longer than tokenizer.max_length={ctx.max_length} "
@@ -169,6 +177,7 @@ class RecordSource(Source):
             )
         source = cls(train.examples, ctx.batch_size, ctx.seed, ctx.tokenizer.pad_token_id, held.examples)
         source.truncated, source.dropped = train.truncated + held.truncated, train.dropped + held.dropped
+        source.unrenderable = train.unrenderable + held.unrenderable
         source.max_length = ctx.max_length
         return source
 
@@ -183,6 +192,12 @@ class RecordSource(Source):
                 f"tokenizer.max_length={self.max_length}"
             )
             notes.append(("warning", message, {"dropped": self.dropped}))
+        if self.unrenderable:
+            message = (
+                f"{self.unrenderable} conversations skipped (bad rows): the chat template does not render them "
+                "turn by turn"
+            )
+            notes.append(("warning", message, {"unrenderable": self.unrenderable}))
         return notes
 
     def _permutation(self, epoch: int) -> list[int]:

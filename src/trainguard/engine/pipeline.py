@@ -272,7 +272,9 @@ class Pipeline:
         params = ev.params or self._task_params(ev.task)
         task = build_task(ev.task, params)
         instances = heldout_instances(task, ev.n, self.train_prompts)
-        acc = task_accuracy(model, self.tokenizer, task, instances, ev.max_new_tokens, ev.batch_size).to_dict()
+        chat = self.cfg.data.chat
+        measured = task_accuracy(model, self.tokenizer, task, instances, ev.max_new_tokens, ev.batch_size, chat=chat)
+        acc = measured.to_dict()
         self.run.eval_dir.mkdir(exist_ok=True)
         atomic_write_json(path, acc)
         self.event(
@@ -302,7 +304,7 @@ class Pipeline:
 
         def sample(model: torch.nn.Module, texts: list[str], greedy: bool) -> list[str]:
             temperature = None if greedy else cfg.temperature
-            return generate_text(model, self.tokenizer, texts, cfg.max_new_tokens, temperature)
+            return generate_text(model, self.tokenizer, texts, cfg.max_new_tokens, temperature, self.cfg.data.chat)
 
         return GenerationChecks(cfg, prompts, sample, score)
 

@@ -37,13 +37,28 @@ def heldout_instances(task: Task, n: int, exclude_prompts: set[str]) -> list[Ins
 
 
 @torch.no_grad()
+def encode_prompts(tokenizer: Any, prompts: list[str], chat: bool) -> list[list[int]]:
+    """Prompts as training saw them: after the tokenizer's own prefix, or (chat data) as a user turn through
+    the chat template, with the assistant's turn opened."""
+    if chat:
+        turns = [[{"role": "user", "content": p}] for p in prompts]
+        texts = [tokenizer.apply_chat_template(t, tokenize=False, add_generation_prompt=True) for t in turns]
+        return [tokenizer.encode(text, add_special_tokens=False) for text in texts]
+    prefix = special_prefix(tokenizer)
+    return [prefix + tokenizer.encode(p, add_special_tokens=False) for p in prompts]
+
+
 def generate_text(
-    model: nn.Module, tokenizer: Any, prompts: list[str], max_new_tokens: int, temperature: float | None = None
+    model: nn.Module,
+    tokenizer: Any,
+    prompts: list[str],
+    max_new_tokens: int,
+    temperature: float | None = None,
+    chat: bool = False,
 ) -> list[str]:
     """Left-padded batched decoding (greedy, or sampling at `temperature`); text up to the first EOS."""
     device = next(model.parameters()).device
-    prefix = special_prefix(tokenizer)  # what training put before each prompt
-    encoded = [prefix + tokenizer.encode(p, add_special_tokens=False) for p in prompts]
+    encoded = encode_prompts(tokenizer, prompts, chat)
     width = max(len(e) for e in encoded)
     input_ids = torch.full((len(encoded), width), tokenizer.pad_token_id, dtype=torch.long)
     attention = torch.zeros_like(input_ids)
@@ -77,6 +92,7 @@ def task_accuracy(
     max_new_tokens: int,
     batch_size: int,
     keep_examples: int = 5,
+    chat: bool = False,
 ) -> AccuracyResult:
     was_training = model.training
     model.eval()
@@ -84,7 +100,7 @@ def task_accuracy(
     try:
         for start in range(0, len(instances), batch_size):
             chunk = instances[start : start + batch_size]
-            responses = generate_text(model, tokenizer, [i.prompt for i in chunk], max_new_tokens)
+            responses = generate_text(model, tokenizer, [i.prompt for i in chunk], max_new_tokens, chat=chat)
             for inst, response in zip(chunk, responses, strict=True):
                 score = task.score(inst, response)
                 correct += score.value == 1.0

@@ -84,14 +84,14 @@ def add_lora(model: nn.Module, cfg: LoraSection) -> nn.Module:
     from peft import LoraConfig, get_peft_model
     from transformers.pytorch_utils import Conv1D
 
-    available = linear_names(model)
     targets: list[str] | str = "all-linear"
     if cfg.target_modules is not None:
-        targets = [m for m in cfg.target_modules if m in available]
+        present = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
+        targets = [m for m in cfg.target_modules if m in present]  # peft adapts embeddings too, not only linears
         if not targets:
             raise ConfigError(
-                f"lora.target_modules {cfg.target_modules} match no linear layer of this model; "
-                f"its linear layers: {', '.join(available)}"
+                f"lora.target_modules {cfg.target_modules} match no module of this model; "
+                f"its linear layers: {', '.join(linear_names(model))}"
             )
     conv1d = any(isinstance(m, Conv1D) for m in model.modules())  # GPT-2 stores weights transposed
     lora = LoraConfig(
@@ -133,7 +133,13 @@ def export_model(
         if tmp.exists():
             shutil.rmtree(tmp)
         tmp.mkdir(parents=True)
-        merged_copy(model).save_pretrained(tmp, safe_serialization=True)
+        merged = merged_copy(model)
+        generation = merged.generation_config  # plain generate() must stop at EOS and know the pad
+        if generation.pad_token_id is None:
+            generation.pad_token_id = tokenizer.pad_token_id
+        if generation.eos_token_id is None:
+            generation.eos_token_id = tokenizer.eos_token_id
+        merged.save_pretrained(tmp, safe_serialization=True)
         if is_lora(model):
             model.save_pretrained(tmp / "adapter")  # the adapter alone, for users who keep the base
         tokenizer.save_pretrained(tmp)

@@ -50,6 +50,11 @@ class AbductionTask(ProgramTask):
         right = normalise_whitespace(result.stdout) == normalise_whitespace(instance.meta["output"])
         return Score(float(right), {"status": "ok", "got": result.stdout[:200]})
 
+    def baselines(self, instance: Instance, rng: random.Random) -> dict[str, str]:
+        """Inputs that read nothing into the program: none, the wanted output itself, and small constants."""
+        answers = {"empty input": "", "output as input": instance.meta["output"].rstrip("\n"), "0": "0", "1": "1"}
+        return {name: f"<INPUT>\n{text}\n</INPUT>" for name, text in answers.items()}
+
     def wrong_completion(self, instance: Instance, rng: random.Random) -> str:
         """The reference input, nudged: a number moved by one or a letter changed (checked wrong by the caller)."""
         given = last_tagged(instance.reference, "INPUT") or ""

@@ -71,6 +71,18 @@ class DeductionTask(ProgramTask):
             float(all(passed)), {"passed": sum(passed) / len(passed), "tests": len(passed), "status": statuses}
         )
 
+    def baselines(self, instance: Instance, rng: random.Random) -> dict[str, str]:
+        """Programs that read nothing into the problem: the example's output copied from the statement, common
+        constants, an echo and an empty program."""
+        example = instance.prompt.split("Example output:\n", 1)[-1].split("\nRead standard input", 1)[0]
+        programs = {
+            "example output": f"print({example!r})",
+            "echo": "import sys\nprint(sys.stdin.read(), end='')",
+            "empty": "pass",
+        }
+        programs |= {f"print {c}": f"print({c!r})" for c in ("0", "1", "YES", "NO")}
+        return {name: f"```python\n{source}\n```" for name, source in programs.items()}
+
     def wrong_completion(self, instance: Instance, rng: random.Random) -> str:
         """The reference with one small edit applied (checked wrong by the caller); an empty program if none fits."""
         program = last_python_block(instance.reference) or ""

@@ -58,6 +58,19 @@ def balanced(s: str) -> bool:
     return depth == 0
 
 
+def balanced_word(rng: random.Random) -> str:
+    """A random balanced string (random ones rarely are, and a NO-printer would pass their tests)."""
+    out, depth = [], 0
+    for _ in range(rng.randint(1, 6) * 2):
+        if depth and (rng.random() < 0.5 or depth >= 6):
+            out.append(")")
+            depth -= 1
+        else:
+            out.append("(")
+            depth += 1
+    return "".join(out) + ")" * depth
+
+
 def fizz(n: int, a: int, b: int) -> str:
     words = {(True, True): "FizzBuzz", (True, False): "Fizz", (False, True): "Buzz"}
     return "\n".join(words.get((i % a == 0, i % b == 0), str(i)) for i in range(1, n + 1))
@@ -141,7 +154,7 @@ FAMILIES = [
         "s = input().strip()\ndepth = 0\nfor c in s:\n    depth += 1 if c == '(' else -1\n    if depth < 0:\n"
         "        break\nprint('YES' if depth == 0 else 'NO')",
         lambda s, p: "YES" if balanced(s.strip()) else "NO",
-        lambda rng: word(rng, "()", (2, 12)),
+        lambda rng: balanced_word(rng) if rng.random() < 0.5 else word(rng, "()", (2, 12)),
     ),
 ]
 
@@ -163,16 +176,21 @@ class Problem:
 
 
 def generate(rng: random.Random, n_tests: int) -> Problem:
-    family = rng.choice(FAMILIES)
-    params = family.params(rng)
-    inputs: list[str] = []
-    for _ in range(50 * n_tests):  # distinct inputs where the family has enough of them
-        text = family.make_input(rng)
-        if text not in inputs:
-            inputs.append(text)
-        if len(inputs) == n_tests + 1:
+    """A problem of a random family with `n_tests` hidden tests whose expected outputs are not all the same
+    (one constant printed cannot pass them), plus a worked example that is not among them."""
+    while True:
+        family = rng.choice(FAMILIES)
+        params = family.params(rng)
+        inputs: list[str] = []
+        for _ in range(50 * n_tests):  # distinct inputs where the family has enough of them
+            text = family.make_input(rng)
+            if text not in inputs:
+                inputs.append(text)
+            if len(inputs) == n_tests + 1:
+                break
+        example, tests = inputs[0], [(text, family.solve(text, params)) for text in inputs[1:] or inputs]
+        if len({out for _, out in tests}) >= min(2, n_tests):
             break
-    example, tests = inputs[0], [(text, family.solve(text, params)) for text in inputs[1:] or inputs]
     shown = f"{family.statement.format(**params)}\nExample input:\n{example}\nExample output:\n"
     shown += family.solve(example, params)
     return Problem(family.name, shown, family.solution.format(**params), tests)

@@ -160,20 +160,36 @@ def show(value: Value) -> str:
     return " ".join(str(x) for x in value) if isinstance(value, list) else str(value)
 
 
+THOUGHTLESS_INPUTS = ("", "0", "1")  # with the wanted output itself: answers that read nothing into the program
+
+
+def output_for(kind: str, applied: list[tuple[Step, dict[str, Any]]], text: str) -> str | None:
+    """What the program prints for `text` (computed in Python, never by running its source); None if it fails."""
+    try:
+        value = parse_input(kind, text)
+        for step, params in applied:
+            value = step.apply(value, **params)
+    except (ValueError, TypeError, ZeroDivisionError, IndexError, OverflowError):
+        return None
+    return show(value)
+
+
 def generate(rng: random.Random, difficulty: int) -> Program:
-    """A program of `difficulty` (1–5) steps, one input it accepts, and the output for that input."""
-    kind = rng.choice(sorted(KINDS))
-    read, table, write, make_input = KINDS[kind]
-    usable = [s for s in table if s.level <= difficulty]
-    steps = [rng.choice(usable) for _ in range(difficulty)]
-    if difficulty >= 3 and not any(s.kind in ("loops", "conditionals") for s in steps):
-        steps[-1] = rng.choice([s for s in usable if s.kind in ("loops", "conditionals")])
-    text = make_input(rng)
-    value = parse_input(kind, text)
-    lines = [read]
-    for step in steps:
-        params = step.params(rng)
-        lines.append(step.source.format(**params))
-        value = step.apply(value, **params)
-    lines.append(write)
-    return Program("\n".join(lines) + "\n", text, show(value), difficulty)
+    """A program of `difficulty` (1–5) steps, one input it accepts, and the output for that input. Programs
+    for which an empty input, 0, 1 or the output itself also gives that output are drawn again: such an
+    answer would pass without reading the program."""
+    while True:
+        kind = rng.choice(sorted(KINDS))
+        read, table, write, make_input = KINDS[kind]
+        usable = [s for s in table if s.level <= difficulty]
+        steps = [rng.choice(usable) for _ in range(difficulty)]
+        if difficulty >= 3 and not any(s.kind in ("loops", "conditionals") for s in steps):
+            steps[-1] = rng.choice([s for s in usable if s.kind in ("loops", "conditionals")])
+        text = make_input(rng)
+        applied = [(step, step.params(rng)) for step in steps]
+        output = output_for(kind, applied, text)
+        assert output is not None, "a generated input must be accepted"
+        if all(output_for(kind, applied, alt) != output for alt in (*THOUGHTLESS_INPUTS, output)):
+            break
+    lines = [read, *(step.source.format(**params) for step, params in applied), write]
+    return Program("\n".join(lines) + "\n", text, output, difficulty)
