@@ -15,9 +15,11 @@ from typing import Any
 import torch
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
+from torch import nn
 
 from trainguard.atomic import fsync_dir, write_bytes_durably
 from trainguard.errors import CheckpointError
+from trainguard.models.loading import is_lora
 
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
@@ -195,3 +197,26 @@ class Checkpointer:
         for path in found[self.keep :]:
             if path != healthy:
                 shutil.rmtree(path, ignore_errors=True)
+
+
+def trainable_tensors(modules: dict[str, nn.Module]) -> dict[str, dict[str, torch.Tensor]]:
+    """Tensors to save per module: its full state, only the adapters of a LoRA model (the base is rebuilt),
+    nothing of a module that trains nothing (a frozen base)."""
+    out = {}
+    for key, module in modules.items():
+        if is_lora(module):
+            out[key] = {n: q.detach() for n, q in module.named_parameters() if q.requires_grad}
+        elif any(q.requires_grad for q in module.parameters()):
+            out[key] = module.state_dict()
+    return out
+
+
+def load_trainables(ckpt: Checkpoint, modules: dict[str, nn.Module]) -> None:
+    """Load each module that the checkpoint holds (LoRA adapters non-strictly: the base is not in it)."""
+    saved = set(ckpt.manifest.get("files", {}))
+    for key, module in modules.items():
+        if f"{key}.safetensors" not in saved:
+            continue
+        _, unexpected = module.load_state_dict(ckpt.tensors(key), strict=not is_lora(module))
+        if unexpected:
+            raise CheckpointError(f"checkpoint {ckpt.path.name} has unknown tensors for {key}: {unexpected[:3]}")

@@ -15,7 +15,7 @@ from accelerate.utils import DistributedType
 from torch import nn
 
 from trainguard.data.batches import TokenBatch
-from trainguard.engine.checkpoint import Checkpoint
+from trainguard.engine.checkpoint import Checkpoint, load_trainables, trainable_tensors
 from trainguard.engine.optim import set_group_lrs
 from trainguard.engine.outcome import GuardStop, StageResult
 from trainguard.engine.pieces import RunServices, StagePieces
@@ -27,7 +27,6 @@ from trainguard.errors import ConfigError
 from trainguard.guard.actions import ACTIONS
 from trainguard.guard.alerts import Alert
 from trainguard.guard.policies import Decision
-from trainguard.models.loading import is_lora
 
 PLAIN_GRADIENTS = (DistributedType.NO, DistributedType.MULTI_CPU, DistributedType.MULTI_GPU)
 
@@ -82,7 +81,7 @@ class Engine:
         if faults is not None:
             micro = [faults.batch(mb, step) if isinstance(mb, TokenBatch) else mb for mb in micro]
             faults.model(self.model, step, self.optimizer)
-        alerts = self.check_batches(micro, step)
+        alerts = self.guard.check_batches(micro, step, self.hooks.decode) if self.guard is not None else []
         early = self.guard.decide(alerts) if self.guard is not None else Decision()
         if early.at_least("skip_step"):
             return {"guard/skipped": 1.0}, alerts, early  # never even run the bad batch
@@ -196,20 +195,6 @@ class Engine:
         first = self.state.global_step - self.state.stage_step + 1  # the stage's first global step
         return step - first < self.guard.config.grace_steps
 
-    def check_batches(self, micro: list[Any], step: int) -> list[Alert]:
-        if self.guard is None or self.guard.data is None:
-            return []
-        alerts = []
-        for mb in micro:
-            if not hasattr(mb, "input_ids") or not hasattr(mb, "token_mask"):
-                continue  # data checks apply to token batches
-            texts = getattr(mb, "texts", None)
-            if texts is None:
-                texts = self.hooks.decode(mb.input_ids) if self.hooks.decode else []
-            alerts += self.guard.data.check_batch(mb.input_ids, mb.token_mask, texts, step)
-        self.guard.note(alerts)
-        return alerts
-
     def read_post(self, step: int, values: list[float]) -> list[Alert]:
         """Log a step's post-update stats (read one step late) and run the post-update detectors on them."""
         wnorm, unorm = values
@@ -243,6 +228,9 @@ class Engine:
         return False
 
     # -- between steps ---------------------------------------------------------------------------------
+    def unwrapped(self) -> dict[str, nn.Module]:
+        return {key: self.accelerator.unwrap_model(module) for key, module in self.modules.items()}
+
     def train_mode(self, on: bool) -> None:
         for module in self.modules.values():
             module.train(on)
@@ -373,18 +361,6 @@ class Engine:
         self.hooks.event("action", message, action="rollback", severity="warning", at=onset, **details)
         return True
 
-    def trainable_state(self) -> dict[str, dict[str, torch.Tensor]]:
-        """Tensors to save: each module's full state, only the adapters of a LoRA model (the base is
-        rebuilt), nothing of a module that trains nothing (a frozen base)."""
-        out = {}
-        for key, module in self.modules.items():
-            module = self.accelerator.unwrap_model(module)
-            if is_lora(module):
-                out[key] = {n: q.detach() for n, q in module.named_parameters() if q.requires_grad}
-            elif any(q.requires_grad for q in module.parameters()):
-                out[key] = module.state_dict()
-        return out
-
     def save(self, healthy: bool | None = None) -> Checkpoint:
         self.flush_post()
         self.services.sinks.flush()  # metrics up to this step are durable before the checkpoint exists
@@ -393,7 +369,7 @@ class Engine:
         plain, tensors = self.registry.state_dicts()
         ckpt = self.services.checkpointer.save(
             self.state.global_step,
-            tensors=self.trainable_state(),
+            tensors=trainable_tensors(self.unwrapped()),
             objects={"state": tensors},
             jsons={"state": plain},
             meta={"stage": self.stage.name, "stage_index": self.pieces.index, **self.services.checkpoint_meta},
@@ -406,14 +382,7 @@ class Engine:
     def load(self, ckpt: Checkpoint, rollback: bool = False) -> None:
         """Restore every stateful piece from `ckpt` (of this stage); a rollback keeps what it must not undo
         (the rollback count, faults already fired, the knobs actions turned)."""
-        saved = set(ckpt.manifest.get("files", {}))
-        for key, module in self.modules.items():
-            if f"{key}.safetensors" not in saved:
-                continue
-            module = self.accelerator.unwrap_model(module)
-            _, unexpected = module.load_state_dict(ckpt.tensors(key), strict=not is_lora(module))
-            if unexpected:
-                raise RuntimeError(f"checkpoint {ckpt.path.name} has unknown tensors for {key}: {unexpected[:3]}")
+        load_trainables(ckpt, self.unwrapped())
         missing = self.registry.load(ckpt.json("state"), ckpt.object("state"), rollback=rollback)
         if missing:
             note = f"{ckpt.path.name} has no state for {', '.join(missing)}"

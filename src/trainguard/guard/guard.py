@@ -96,6 +96,22 @@ class Guard:
         self.note(alerts)
         return alerts
 
+    def check_batches(self, micro: list[Any], step: int, decode: Any = None) -> list[Alert]:
+        """Data checks over a step's micro-batches, before any forward pass; token batches only (a batch's
+        own `texts`, or its ids decoded by `decode`)."""
+        if self.data is None:
+            return []
+        alerts = []
+        for mb in micro:
+            if not hasattr(mb, "input_ids") or not hasattr(mb, "token_mask"):
+                continue
+            texts = getattr(mb, "texts", None)
+            if texts is None:
+                texts = decode(mb.input_ids) if decode is not None else []
+            alerts += self.data.check_batch(mb.input_ids, mb.token_mask, texts, step)
+        self.note(alerts)
+        return alerts
+
     def note(self, alerts: list[Alert]) -> None:
         """Remember the worst severity since the last checkpoint (a checkpoint is healthy only if none warned)."""
         for a in alerts:
