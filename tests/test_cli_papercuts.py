@@ -1,8 +1,5 @@
 """Small things a new user hit on the command line, each with the behaviour they expected."""
 
-import subprocess
-import sys
-
 from typer.testing import CliRunner
 
 from trainguard.cli import app
@@ -20,10 +17,8 @@ def test_inspect_takes_a_run_folder_and_shows_its_newest_checkpoint(make_config,
 def test_sandbox_exec_json_reports_a_timeout_with_a_failing_status(tmp_path):
     program = tmp_path / "loop.py"
     program.write_text("while True:\n    pass\n")
-    # Its own process: a second pool in this one would share the shared pool's worker uids (issue 10).
-    command = [sys.executable, "-m", "trainguard", "sandbox", "exec", str(program), "--timeout", "0.5", "--json"]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
-    assert result.returncode == 1 and '"status": "timeout"' in result.stdout
+    result = runner.invoke(app, ["sandbox", "exec", str(program), "--timeout", "0.5", "--json"])
+    assert result.exit_code == 1 and '"status": "timeout"' in result.output
 
 
 def test_collecting_sft_rows_into_a_pairs_file_is_refused(tmp_path):

@@ -76,3 +76,16 @@ def test_sandbox_exec_json(tmp_path):
     assert json.loads(out.stdout)["status"] == "timeout"
     out = CliRunner().invoke(app, ["sandbox", "exec", str(program), "--timeout", "-1"])
     assert out.exit_code == 2 and "timeout" in out.output
+
+
+def test_two_pools_in_one_process_never_share_a_uid_and_closing_one_spares_the_other():
+    import os
+
+    with SandboxPool(workers=1) as first:
+        assert first.run("print(1)").stdout == "1\n"
+        with SandboxPool(workers=1) as second:
+            assert second.run("print(2)").stdout == "2\n"
+            uids = {first.workers[0].uid, second.workers[0].uid}
+            assert len(uids) == 2 or os.geteuid() != 0  # leased, not derived from the pid
+        result = first.run("print(3)")  # the second pool's clean-up left the first's worker alone
+        assert result.ok and result.stdout == "3\n"

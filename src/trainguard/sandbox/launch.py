@@ -6,18 +6,20 @@ keeps the environment it was started with, so it is started with an empty one, n
 """
 
 import contextlib
+import fcntl
 import functools
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 WORKER_SOURCE = (Path(__file__).parent / "worker.py").read_text()
 UID_BASE = 200_000  # far above login and system uids; no passwd entry is needed to run as a uid
-SLOTS_PER_PROCESS = 64
+UID_COUNT = 65_536  # uids leased from UID_BASE on
 PIDS_ROOT = Path("/sys/fs/cgroup/pids")
 
 
@@ -40,11 +42,33 @@ class Isolation:
         return gaps
 
 
-def slot_uid(slot: int) -> int | None:
+class UidLease:
+    """An unprivileged uid that one worker holds alone, across every pool and every trainguard process on the
+    machine: a lock file per uid, flocked while the worker lives (the kernel releases it if the process dies).
+    A uid shared by two workers would let one's end-of-run `kill -1` reach the other's programs."""
+
+    folder = Path(tempfile.gettempdir()) / "trainguard-uids"
+
+    def __init__(self) -> None:
+        self.folder.mkdir(mode=0o700, exist_ok=True)
+        for uid in range(UID_BASE, UID_BASE + UID_COUNT):
+            handle = open(self.folder / str(uid), "a")  # noqa: SIM115  (held for the lease's lifetime)
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.close()
+                continue
+            self.uid, self._handle = uid, handle
+            return
+        raise SandboxUnavailable(f"all {UID_COUNT} sandbox uids from {UID_BASE} are leased")
+
+    def release(self) -> None:
+        self._handle.close()
+
+
+def lease_uid() -> UidLease | None:
     """A uid of its own per worker when we can switch users (root); None otherwise."""
-    if os.geteuid() != 0:
-        return None
-    return UID_BASE + (os.getpid() % 20_000) * SLOTS_PER_PROCESS + slot % SLOTS_PER_PROCESS
+    return UidLease() if os.geteuid() == 0 else None
 
 
 def world_usable(path: Path) -> bool:
@@ -124,10 +148,15 @@ def probe_bwrap(dedicated: bool) -> str:
         return "bubblewrap is not installed (Debian: apt-get install bubblewrap)"
     python, prefix = interpreter(dedicated)
     probe = [*bwrap_prefix(bwrap, prefix, 8), python, "-I", "-S", "-c", "print(42)"]
+    lease = lease_uid() if dedicated else None
     try:
-        done = subprocess.run(probe, env={}, capture_output=True, text=True, timeout=30, **user_args(slot_uid(0)))
+        uid = lease.uid if lease else None
+        done = subprocess.run(probe, env={}, capture_output=True, text=True, timeout=30, **user_args(uid))
     except (OSError, subprocess.SubprocessError) as exc:
         return f"bubblewrap cannot start here: {exc}"
+    finally:
+        if lease is not None:
+            lease.release()
     return (
         "" if done.stdout.strip() == "42" else f"bubblewrap cannot start here: {done.stderr.strip() or done.returncode}"
     )
@@ -145,7 +174,7 @@ class PidsCgroup:
         self.path: Path | None = None
         try:
             path = PIDS_ROOT / name
-            path.mkdir()
+            path.mkdir(exist_ok=True)  # its uid is leased: a folder of that name is an empty leftover
             (path / "pids.max").write_text(str(max_pids))
             if uid is not None:
                 os.chown(path / "cgroup.procs", uid, uid)

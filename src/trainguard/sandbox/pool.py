@@ -20,7 +20,7 @@ from trainguard.sandbox.launch import (
     PidsCgroup,
     SandboxUnavailable,
     detect,
-    slot_uid,
+    lease_uid,
     user_args,
     worker_command,
 )
@@ -36,8 +36,10 @@ class Worker:
 
     def __init__(self, slot: int, isolation: Isolation, limits: Limits) -> None:
         self.slot = slot
-        self.uid = slot_uid(slot) if isolation.dedicated_uids else None
-        self.cgroup = PidsCgroup(f"trainguard-{os.getpid()}-{slot}", limits.processes + 2 * PROCESS_OVERHEAD, self.uid)
+        self.lease = lease_uid() if isolation.dedicated_uids else None
+        self.uid = self.lease.uid if self.lease is not None else None
+        name = f"trainguard-uid-{self.uid}" if self.uid is not None else f"trainguard-{os.getpid()}-{id(self)}"
+        self.cgroup = PidsCgroup(name, limits.processes + 2 * PROCESS_OVERHEAD, self.uid)
         self.log = tempfile.TemporaryFile()  # noqa: SIM115  (bubblewrap's errors; closed in close())
         cmd = self.cgroup.wrap(worker_command(isolation, limits.tmp_mb, self.uid))
         self.proc = subprocess.Popen(
@@ -116,6 +118,8 @@ class Worker:
             if stream is not None:
                 stream.close()
         self.log.close()
+        if self.lease is not None:
+            self.lease.release()  # only now: every process of this uid is gone
 
 
 class SandboxPool:
