@@ -117,10 +117,10 @@ class Tokenized:
 def tokenize_all(records: list[dict[str, Any]], tokenizer: Any, max_length: int) -> Tokenized:
     """Tokenised examples, counting prompts cut to fit `max_length` and rows whose completion cannot fit."""
     out, prefix = Tokenized([]), special_prefix(tokenizer)
+    if any("messages" in r for r in records) and not getattr(tokenizer, "chat_template", None):
+        raise DataError("data.chat needs a chat template: this tokenizer has none; set tokenizer.chat_template")
     for r in records:
         if "messages" in r:
-            if not getattr(tokenizer, "chat_template", None):
-                raise DataError("data.chat needs a chat template: this tokenizer has none; set tokenizer.chat_template")
             ex, cut = tokenize_chat(tokenizer, r["messages"], max_length)
         else:
             ex, cut = tokenize_record(tokenizer, r, max_length, prefix)
