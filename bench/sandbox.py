@@ -2,9 +2,10 @@
 
 naive: one fresh `python -I -S` subprocess per program with resource limits (CPU, address space, file size,
 processes) set before exec, as the caller's user, no namespaces; two at a time so both cores work.
-pool: trainguard's SandboxPool with two workers and its full isolation on (bubblewrap namespaces, an
-unprivileged uid per worker, read-only root, private /tmp, pids cgroup where writable, every descendant
-killed after each run). Rounds alternate naive/pool so both see the same machine load.
+pool: trainguard's SandboxPool with two workers and its full isolation on (bubblewrap namespaces, a leased
+unprivileged uid per worker, read-only root, pids and memory cgroups where writable; per run a fork from the
+clean zygote, a fresh tmpfs /tmp, no capabilities, the seccomp filter, every descendant killed after it).
+Rounds alternate naive/pool so both see the same machine load.
 Run: `python bench/sandbox.py [--runs 300 --rounds 3]` (also `make bench`).
 """
 

@@ -5,77 +5,9 @@ sandbox fails a test instead of taking the machine down.
 """
 
 import socket
-import textwrap
 import threading
 
-import pytest
-
-from trainguard.sandbox import Limits, SandboxPool
-from trainguard.sandbox.worker import descendants
-
-LIMITS = Limits(timeout=3.0, memory_mb=256, processes=16, file_mb=8, output_kb=256)
-
-
-@pytest.fixture(scope="module")
-def pool():
-    with SandboxPool(workers=1, limits=LIMITS) as p:
-        assert p.isolation.bwrap, f"bubblewrap must be usable where the red-team suite runs: {p.isolation.reason}"
-        yield p
-
-
-def run(pool: SandboxPool, source: str, **overrides):
-    return pool.run(textwrap.dedent(source), **overrides)
-
-
-def residue(pool: SandboxPool) -> list[int]:
-    """Host pids left in the worker's process tree besides bubblewrap and the worker itself."""
-    return sorted(descendants(pool.workers[0].proc.pid))[1:]  # the smallest is the worker (sandbox PID 1)
-
-
-@pytest.fixture(scope="module")
-def process_cap_holds(pool):
-    """Canary: a bounded burst of forks stops at the cap and leaves nothing behind."""
-    result = run(
-        pool,
-        """
-        import os, time
-        n = 0
-        try:
-            for _ in range(200):
-                if os.fork() == 0:
-                    time.sleep(30)
-                    os._exit(0)
-                n += 1
-        except OSError:
-            pass
-        print(n)
-    """,
-    )
-    assert result.status == "ok", result
-    forked = int(result.stdout)
-    assert forked < LIMITS.processes, f"process cap did not hold: {forked} forks"
-    assert residue(pool) == [], "forked children outlived the run"
-    return True
-
-
-@pytest.fixture(scope="module")
-def memory_cap_holds(pool):
-    """Canary: allocating in 16 MiB steps stops near the cap (at most twice it is ever attempted)."""
-    result = run(
-        pool,
-        """
-        blocks = []
-        try:
-            for _ in range(32):
-                blocks.append(bytearray(16 << 20))
-        except MemoryError:
-            pass
-        print(len(blocks) * 16)
-    """,
-    )
-    assert result.status == "ok", result
-    assert int(result.stdout) <= LIMITS.memory_mb, f"memory cap did not hold: {result.stdout} MiB allocated"
-    return True
+from sandbox_helpers import LIMITS, residue, run
 
 
 def test_infinite_loop_times_out(pool):

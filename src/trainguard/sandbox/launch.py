@@ -1,14 +1,17 @@
 """How a sandbox worker is started: bubblewrap namespaces where it runs, resource limits where it does not.
 
 Two traps on shared machines decide the shape. Process limits do not bind root, so a root caller drops each
-worker to its own unprivileged uid (which also makes kill(-1) safe in the fallback). bubblewrap's own process
-keeps the environment it was started with, so it is started with an empty one, not told to `--clearenv`.
+worker to its own unprivileged uid. bubblewrap's own process keeps the environment it was started with, so it
+is started with an empty one, not told to `--clearenv`. Inside, the worker keeps CAP_SYS_ADMIN over its own
+user namespace only, to mount each run a fresh /tmp and /dev/shm; each run drops every capability before the
+program starts, and no nested user namespace can be made at all (`--disable-userns`).
 """
 
-import contextlib
 import fcntl
 import functools
+import json
 import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -17,10 +20,12 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+from trainguard.sandbox import seccomp
+from trainguard.sandbox.cgroups import memory_cgroup_usable
+
 WORKER_SOURCE = (Path(__file__).parent / "worker.py").read_text()
 UID_BASE = 200_000  # far above login and system uids; no passwd entry is needed to run as a uid
 UID_COUNT = 65_536  # uids leased from UID_BASE on
-PIDS_ROOT = Path("/sys/fs/cgroup/pids")
 
 
 class SandboxUnavailable(RuntimeError):
@@ -33,10 +38,24 @@ class Isolation:
 
     bwrap: str | None  # path of bubblewrap, or None for the resource-limit fallback
     dedicated_uids: bool  # each worker runs as its own unprivileged uid
+    memory_cgroup: bool = False  # one memory cap over everything a run holds (else per-process RLIMIT_AS)
     reason: str = ""  # why bubblewrap is not used
+    memory_reason: str = ""  # why there is no memory cgroup
 
     def gaps(self) -> list[str]:
-        gaps = [] if self.bwrap else ["network", "host filesystem (read access)", "host process list"]
+        """Every opening a program still has, reads and writes both: the fallback's warning names them all."""
+        gaps = []
+        if not self.bwrap:
+            kept = "deleted after each run from /tmp, /var/tmp and /dev/shm" if self.dedicated_uids else "kept"
+            gaps += ["network", "host filesystem (read access)", "host process list"]
+            gaps += [f"writes to the host's world-writable folders ({kept}), with no inode cap"]
+        if not self.memory_cgroup:
+            gaps.append(
+                "memory: memory_mb caps each process's address space, not the run (so runs get one process unless "
+                "`processes` is set; tmpfs and kernel memory are outside it)"
+            )
+        if not seccomp.supported():
+            gaps.append(f"system calls: no seccomp filter for {platform.machine()}")
         if not self.dedicated_uids and os.geteuid() == 0:
             gaps.append("runs as root: process limits do not bind")
         return gaps
@@ -99,9 +118,10 @@ def interpreter(dropping_privileges: bool) -> tuple[str, str]:
     )
 
 
-def bwrap_prefix(bwrap: str, prefix: str, tmp_mb: int) -> list[str]:
+def bwrap_prefix(bwrap: str, prefix: str) -> list[str]:
     """bubblewrap with every namespace unshared, a read-only /usr, and nothing of the host but a private /tmp."""
-    cmd = [bwrap, "--unshare-all", "--die-with-parent", "--new-session", "--as-pid-1", "--hostname", "sandbox"]
+    cmd = [bwrap, "--unshare-all", "--unshare-user", "--disable-userns", "--cap-add", "CAP_SYS_ADMIN"]
+    cmd += ["--die-with-parent", "--new-session", "--as-pid-1", "--hostname", "sandbox"]
     cmd += ["--ro-bind", "/usr", "/usr"]
     for link in ("bin", "lib", "lib64", "sbin"):
         target = Path("/") / link
@@ -111,15 +131,23 @@ def bwrap_prefix(bwrap: str, prefix: str, tmp_mb: int) -> list[str]:
             cmd += ["--ro-bind", str(target), f"/{link}"]
     if not prefix.startswith("/usr"):
         cmd += ["--ro-bind", prefix, prefix]
-    cmd += ["--proc", "/proc", "--dev", "/dev", "--size", str(tmp_mb << 20), "--tmpfs", "/tmp", "--chdir", "/tmp"]
-    return [*cmd, "--remount-ro", "/", "--"]  # the sandbox's own root, too, is read-only: only /tmp takes writes
+    cmd += ["--proc", "/proc", "--dev", "/dev", "--size", str(1 << 20), "--tmpfs", "/tmp", "--chdir", "/tmp"]
+    return [*cmd, "--remount-ro", "/", "--"]  # read-only everywhere: each run mounts its own /tmp and /dev/shm
 
 
-def worker_command(isolation: Isolation, tmp_mb: int, uid: int | None) -> list[str]:
+def worker_command(isolation: Isolation, uid: int | None, cgroup_fd: int | None, base: str) -> list[str]:
+    """The worker's command line; its one argument is its JSON configuration (nothing secret: a program may
+    read it in /proc)."""
     python, prefix = interpreter(uid is not None)
-    if isolation.bwrap:
-        return [*bwrap_prefix(isolation.bwrap, prefix, tmp_mb), python, "-I", "-S", "-c", WORKER_SOURCE]
-    return [python, "-I", "-S", "-c", WORKER_SOURCE, "dedicated-uid" if uid is not None else "shared-uid"]
+    config = {
+        "mounts": bool(isolation.bwrap),
+        "own_uid": uid is not None,
+        "seccomp": seccomp.filter_program().hex() if seccomp.supported() else "",
+        "cgroup_fd": cgroup_fd,
+        "base": base,
+    }
+    command = [python, "-I", "-S", "-c", WORKER_SOURCE, json.dumps(config)]
+    return [*bwrap_prefix(isolation.bwrap, prefix), *command] if isolation.bwrap else command
 
 
 @functools.cache
@@ -127,17 +155,18 @@ def detect(mode: str = "auto") -> Isolation:
     """Probe once per process whether bubblewrap can start a worker here; `mode` is auto, bwrap or rlimits."""
     dedicated = os.geteuid() == 0
     reason = probe_bwrap(dedicated) if mode != "rlimits" else "isolation: rlimits was asked for"
-    if not reason:
-        return Isolation(shutil.which("bwrap"), dedicated)
-    if mode == "bwrap":
+    if reason and mode == "bwrap":
         raise SandboxUnavailable(reason)
-    isolation = Isolation(None, dedicated, reason)
-    warnings.warn(
-        f"SANDBOX NOT ISOLATED: {reason}. Programs run with resource limits only; open to them: "
-        + ", ".join(isolation.gaps()),
-        RuntimeWarning,
-        stacklevel=2,
-    )
+    memory_reason = memory_cgroup_usable()
+    bwrap = None if reason else shutil.which("bwrap")
+    isolation = Isolation(bwrap, dedicated, not memory_reason, reason, memory_reason)
+    if isolation.gaps():
+        why = "; ".join(filter(None, [reason, memory_reason]))
+        warnings.warn(
+            f"SANDBOX NOT ISOLATED: {why}. Open to programs: " + "; ".join(isolation.gaps()),
+            RuntimeWarning,
+            stacklevel=2,
+        )
     return isolation
 
 
@@ -147,7 +176,7 @@ def probe_bwrap(dedicated: bool) -> str:
     if not bwrap:
         return "bubblewrap is not installed (Debian: apt-get install bubblewrap)"
     python, prefix = interpreter(dedicated)
-    probe = [*bwrap_prefix(bwrap, prefix, 8), python, "-I", "-S", "-c", "print(42)"]
+    probe = [*bwrap_prefix(bwrap, prefix), python, "-I", "-S", "-c", "print(42)"]
     lease = lease_uid() if dedicated else None
     try:
         uid = lease.uid if lease else None
@@ -165,38 +194,3 @@ def probe_bwrap(dedicated: bool) -> str:
 def user_args(uid: int | None) -> dict:
     """Popen keywords that drop to `uid` (and its own group, no supplementary groups)."""
     return {} if uid is None else {"user": uid, "group": uid, "extra_groups": []}
-
-
-class PidsCgroup:
-    """A pids cgroup (v1) per worker where the hierarchy is writable: a kernel-enforced process cap."""
-
-    def __init__(self, name: str, max_pids: int, uid: int | None) -> None:
-        self.path: Path | None = None
-        try:
-            path = PIDS_ROOT / name
-            path.mkdir(exist_ok=True)  # its uid is leased: a folder of that name is an empty leftover
-            (path / "pids.max").write_text(str(max_pids))
-            if uid is not None:
-                os.chown(path / "cgroup.procs", uid, uid)
-            self.path = path
-        except OSError:
-            self.path = None
-
-    def wrap(self, cmd: list[str]) -> list[str]:
-        """The command, made to enter this cgroup (as itself, before exec) when there is one."""
-        if self.path is None:
-            return cmd
-        return ["/bin/sh", "-c", 'echo $$ > "$0" && exec "$@"', str(self.path / "cgroup.procs"), *cmd]
-
-    def pids(self) -> list[int]:
-        if self.path is None:
-            return []
-        try:
-            return [int(p) for p in (self.path / "cgroup.procs").read_text().split()]
-        except OSError:
-            return []
-
-    def remove(self) -> None:
-        if self.path is not None:
-            with contextlib.suppress(OSError):
-                self.path.rmdir()

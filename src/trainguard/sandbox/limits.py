@@ -1,4 +1,10 @@
-"""What one sandboxed run may use, and what it did: the limits in, the result out."""
+"""What one sandboxed run may use, and what it did: the limits in, the result out.
+
+Statuses come from what happened, never from what the program printed: `timeout` is the wall clock passing
+`timeout` or the CPU time passing `cpu`; `memory` is the kernel killing a process of the run at its memory
+cgroup's cap (without a memory cgroup a program past its address-space cap sees a MemoryError: `error`);
+`output_limit` is stdout passing `output_kb`; `killed` is any other signal; `error` a non-zero exit.
+"""
 
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
@@ -15,20 +21,37 @@ class Limits(Section):
 
     timeout: float = Field(5.0, gt=0, le=600, description="Wall-clock seconds before the run is killed.")
     cpu: float | None = Field(None, gt=0, le=600, description="CPU seconds (RLIMIT_CPU); default: the timeout.")
-    memory_mb: int = Field(512, ge=32, le=65536, description="Address-space cap in MiB (RLIMIT_AS).")
-    processes: int = Field(32, ge=1, le=4096, description="Processes and threads the program may have at once.")
+    memory_mb: int = Field(
+        512,
+        ge=32,
+        le=65536,
+        description="Memory cap in MiB over everything the run holds (a memory cgroup: processes, threads, shared "
+        "memory, its /tmp and kernel memory); where no memory cgroup can be had, an address-space cap per process.",
+    )
+    processes: int | None = Field(
+        None,
+        ge=1,
+        le=4096,
+        description="Processes and threads the program may have at once; default 32, or 1 where there is no memory "
+        "cgroup (one process cannot multiply its address-space cap).",
+    )
     file_mb: int = Field(16, ge=0, le=4096, description="Largest file the program may write, in MiB.")
-    tmp_mb: int = Field(64, ge=1, le=4096, description="Size of the private /tmp folder (bubblewrap only).")
+    tmp_mb: int = Field(64, ge=1, le=4096, description="Size of each of the run's own /tmp and /dev/shm (bubblewrap).")
+    tmp_files: int = Field(4096, ge=16, le=1 << 20, description="Files and folders the run may make in /tmp.")
+    open_files: int = Field(256, ge=16, le=65536, description="Descriptors the program may hold open (RLIMIT_NOFILE).")
     output_kb: int = Field(1024, ge=1, le=1 << 20, description="stdout cap in KiB, enforced while reading.")
 
-    def request(self) -> dict[str, Any]:
-        """The worker's view of these limits (bytes and seconds)."""
+    def request(self, memory_cgroup: bool) -> dict[str, Any]:
+        """The worker's view of these limits (bytes and seconds); with a memory cgroup there is no RLIMIT_AS."""
         return {
             "timeout": self.timeout,
             "cpu": self.cpu or self.timeout,
-            "memory": self.memory_mb << 20,
+            "memory": None if memory_cgroup else self.memory_mb << 20,
             "fsize": self.file_mb << 20,
-            "nproc": self.processes,
+            "nproc": self.processes or (32 if memory_cgroup else 1),
+            "nofile": self.open_files,
+            "tmp": self.tmp_mb << 20,
+            "inodes": self.tmp_files,
             "output": self.output_kb << 10,
         }
 

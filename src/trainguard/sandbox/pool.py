@@ -6,6 +6,7 @@ import json
 import os
 import queue
 import select
+import shutil
 import signal
 import struct
 import subprocess
@@ -15,39 +16,38 @@ import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 
-from trainguard.sandbox.launch import (
-    Isolation,
-    PidsCgroup,
-    SandboxUnavailable,
-    detect,
-    lease_uid,
-    user_args,
-    worker_command,
-)
+from trainguard.sandbox.cgroups import MemoryCgroup, PidsCgroup
+from trainguard.sandbox.launch import Isolation, SandboxUnavailable, detect, lease_uid, user_args, worker_command
 from trainguard.sandbox.limits import ExecResult, Limits
 
 STARTUP_S = 20.0  # a cold start of bubblewrap + Python, generously
 GRACE_S = 5.0  # how long past a run's timeout the host waits before it declares the worker stuck
-PROCESS_OVERHEAD = 1  # the worker shares the per-uid process count (RLIMIT_NPROC) with the program
+PROCESS_OVERHEAD = 2  # the server and the zygote share the per-uid process count (RLIMIT_NPROC) with the program
+PIDS_OVERHEAD = 4  # the pids cgroup also holds the wrapping shell's exec (bubblewrap) and one to spare
 
 
 class Worker:
     """One long-lived sandboxed fork server, spoken to in length-prefixed JSON frames."""
 
     def __init__(self, slot: int, isolation: Isolation, limits: Limits) -> None:
-        self.slot = slot
+        self.slot, self.isolation = slot, isolation
         self.lease = lease_uid() if isolation.dedicated_uids else None
         self.uid = self.lease.uid if self.lease is not None else None
         name = f"trainguard-uid-{self.uid}" if self.uid is not None else f"trainguard-{os.getpid()}-{id(self)}"
-        self.cgroup = PidsCgroup(name, limits.processes + 2 * PROCESS_OVERHEAD, self.uid)
+        self.pids = PidsCgroup(name, (limits.processes or 32) + PIDS_OVERHEAD, self.uid)
+        self.memory = MemoryCgroup(name) if isolation.memory_cgroup else None
+        self.base = None if isolation.bwrap else private_folder(self.uid)
         self.log = tempfile.TemporaryFile()  # noqa: SIM115  (bubblewrap's errors; closed in close())
-        cmd = self.cgroup.wrap(worker_command(isolation, limits.tmp_mb, self.uid))
+        cgroup_fd = self.memory.fd if self.memory else None
+        cmd = self.pids.wrap(worker_command(isolation, self.uid, cgroup_fd, self.base or ""))
         self.proc = subprocess.Popen(
             cmd,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self.log,
             env={},  # bubblewrap's own environment is readable through /proc: give it nothing
+            cwd=self.base or "/",  # never the caller's folder
+            pass_fds=[cgroup_fd] if cgroup_fd is not None else [],
             start_new_session=True,
             **user_args(self.uid),
         )
@@ -84,16 +84,24 @@ class Worker:
                 need = 4 + size
         return json.loads(buf[4:need])
 
-    def run(self, source: str, stdin: str, limits: Limits) -> ExecResult | None:
-        """The program's result, or None when the worker itself failed (the pool replaces it)."""
-        request = {"source": source, "stdin": stdin, **limits.request()}
+    def run(self, source: str, stdin: str, limits: Limits) -> tuple[ExecResult | None, bool]:
+        """The program's result (None when the worker itself failed) and whether the worker may run another."""
+        request = {"source": source, "stdin": stdin, **limits.request(self.memory is not None)}
         request["nproc"] += PROCESS_OVERHEAD
+        self.pids.limit(request["nproc"] + PIDS_OVERHEAD)
+        if self.memory is not None:
+            self.memory.limit(limits.memory_mb)
         try:
             self.send(request)
         except OSError:
-            return None
+            return None, False
         reply = self.receive(time.monotonic() + limits.timeout + GRACE_S)
-        return None if reply is None else ExecResult(**reply)
+        if reply is None:
+            return None, False
+        healthy = reply.pop("healthy")
+        if self.memory is not None and self.memory.new_oom_kills():
+            reply["status"] = "memory"  # the kernel killed a process of this run at the memory cap
+        return ExecResult(**reply), healthy
 
     def alive(self) -> bool:
         return self.proc.poll() is None
@@ -104,22 +112,34 @@ class Worker:
             os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait()
         for _ in range(50):
-            stragglers = self.cgroup.pids()
+            stragglers = self.pids.pids() + (self.memory.pids() if self.memory else [])
             if not stragglers:
                 break
             for pid in stragglers:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
             time.sleep(0.01)
-        if self.uid is not None and not self.cgroup.path:  # no cgroup: everything of the worker's own uid goes
+        if self.uid is not None and not self.pids.path:  # no cgroup: everything of the worker's own uid goes
             subprocess.run(["/bin/kill", "-KILL", "-1"], env={}, check=False, **user_args(self.uid))
-        self.cgroup.remove()
+        self.pids.remove()
+        if self.memory is not None:
+            self.memory.remove()
+        if self.base is not None:
+            shutil.rmtree(self.base, ignore_errors=True)
         for stream in (self.proc.stdin, self.proc.stdout):
             if stream is not None:
                 stream.close()
         self.log.close()
         if self.lease is not None:
             self.lease.release()  # only now: every process of this uid is gone
+
+
+def private_folder(uid: int | None) -> str:
+    """The fallback's folder for one worker: each run works in a fresh folder inside it, deleted after it."""
+    base = tempfile.mkdtemp(prefix="trainguard-sandbox-")
+    if uid is not None:
+        os.chown(base, uid, uid)
+    return base
 
 
 class SandboxPool:
@@ -164,8 +184,8 @@ class SandboxPool:
         worker: Worker | None = None
         try:
             worker = item if isinstance(item, Worker) else self.start(slot)
-            result = worker.run(source, stdin, limits)
-            if result is None or not worker.alive():
+            result, healthy = worker.run(source, stdin, limits)
+            if result is None or not healthy or not worker.alive():
                 worker.close()
                 worker = None  # this slot starts afresh on its next run
             if result is None:

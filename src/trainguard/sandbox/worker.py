@@ -1,35 +1,46 @@
-"""The in-sandbox fork server: a warm interpreter that forks one child per program.
+"""The in-sandbox fork server: a warm interpreter that starts each program in a fresh process of its own.
 
 Standard library only: the host passes this file's text to `python -I -S -c`, so it runs with no site
 packages and no view of trainguard. Forking a warm interpreter costs ~1 ms where starting Python costs ~20 ms;
 that is the pool's whole speed-up. Requests and replies are length-prefixed JSON frames on fds 0 and 1.
 
-The worker is non-dumpable (its children cannot ptrace it or open its /proc fds) and a child subreaper, so
-every descendant, a setsid one too, is reparented to it and killed and reaped after each run. Inside
-bubblewrap it is PID 1 of its own PID namespace: signals from its children cannot kill it, and kill(-1)
-reaches every other process of the sandbox.
+Two processes, so that no run can see another's bytes. The server (this process; PID 1 inside bubblewrap, so
+no signal from a program reaches it) holds every request and reply. The zygote is forked from it before the
+first request and never holds one: it only forks, and a run's process gets its program and stdin through
+sealed memfds. Each run then joins the memory cgroup, mounts its own /tmp and /dev/shm in a mount namespace of
+its own (gone with its last process), drops every capability, sets its rlimits and installs the seccomp filter.
+The server is a child subreaper: every descendant of a run is killed and reaped after it.
 """
 
-import builtins
 import contextlib
 import ctypes
-import io
+import fcntl
 import json
 import os
 import resource
 import select
 import signal
+import socket
 import struct
 import sys
-import tempfile
 import time
 import traceback
 
-PR_SET_DUMPABLE = 4
-PR_SET_CHILD_SUBREAPER = 36
+PR_SET_DUMPABLE, PR_SET_CHILD_SUBREAPER, PR_SET_NO_NEW_PRIVS, PR_SET_SECCOMP, PR_CAP_AMBIENT = 4, 36, 38, 22, 47
+SECCOMP_MODE_FILTER, PR_CAP_AMBIENT_CLEAR_ALL, CAPABILITY_V3 = 2, 4, 0x20080522
+CLONE_NEWNS, MS_NOSUID, MS_NODEV, MS_BIND, MS_REC, MS_PRIVATE = 0x20000, 2, 4, 0x1000, 0x4000, 1 << 18
 CHUNK = 1 << 16
-# Imported once here so that programs which use them start instantly in the forked child.
+ZYGOTE_S = 5.0  # how long the zygote may take to fork or report: past it, the worker is unhealthy
+DRAIN_S = 0.05  # after the program exits, how long output its leftover processes still write is read
+# Imported once here so that programs which use them start instantly in the forked child (and the parser is
+# warmed up too: some builds spend ~1 ms on a process's first compile).
 WARM_MODULES = ("math", "re", "collections", "itertools", "functools", "heapq", "bisect", "string", "random")
+WARM_MODULES += ("io", "builtins", "traceback", "atexit", "threading")
+libc = ctypes.CDLL(None, use_errno=True)
+
+
+class WorkerFault(Exception):
+    """The worker, not the program, failed: the host replaces it."""
 
 
 def read_exact(fd: int, n: int) -> bytes:
@@ -49,69 +60,332 @@ def read_frame(fd: int) -> dict:
 
 def write_frame(fd: int, obj: dict) -> None:
     data = json.dumps(obj).encode()
-    view = memoryview(struct.pack(">I", len(data)) + data)
+    write_all(fd, struct.pack(">I", len(data)) + data)
+
+
+def write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
     while view:
         view = view[os.write(fd, view) :]
 
 
-def run_child(req: dict, stdin_fd: int, out_w: int, err_w: int, workdir: str) -> None:
-    """In the forked child: drop to the run's limits, then execute the program as `__main__`."""
+def sealed_memfd(data: bytes) -> int:
+    """A read-only in-memory file holding `data`, whole: no full disk can cut it short, no program can edit it."""
+    fd = os.memfd_create("run", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+    write_all(fd, data)
+    if os.fstat(fd).st_size != len(data):
+        raise WorkerFault("a memfd came out short")
+    fcntl.fcntl(fd, fcntl.F_ADD_SEALS, fcntl.F_SEAL_WRITE | fcntl.F_SEAL_GROW | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_SEAL)
+    os.lseek(fd, 0, os.SEEK_SET)
+    return fd
+
+
+def check(result: int, what: str) -> None:
+    if result != 0:
+        raise OSError(ctypes.get_errno(), f"{what}: {os.strerror(ctypes.get_errno())}")
+
+
+# ---- in the run's own process, before the program -------------------------------------------------------------
+
+
+def private_mounts(req: dict) -> str:
+    """A fresh /tmp (the working folder, also seen at /dev/shm) for this run alone, in a mount namespace of its
+    own: it is gone with the run's last process, inode numbers and all."""
+    check(libc.unshare(CLONE_NEWNS), "unshare")
+    check(libc.mount(None, b"/", None, MS_REC | MS_PRIVATE, None), "mount --make-rprivate")
+    options = f"size={req['tmp']},nr_inodes={req['inodes']},mode=700".encode()
+    check(libc.mount(b"tmpfs", b"/tmp", b"tmpfs", MS_NOSUID | MS_NODEV, options), "mount /tmp")
+    if os.path.isdir("/dev/shm"):  # the same tmpfs again: one size cap, and one superblock less to make per run
+        check(libc.mount(b"/tmp", b"/dev/shm", None, MS_BIND, None), "mount /dev/shm")
+    return "/tmp"
+
+
+class CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_char_p)]
+
+
+class Privileges:
+    """What dropping privileges needs, built once in the zygote so that each run only makes system calls."""
+
+    def __init__(self, seccomp_hex: str) -> None:
+        self.filter = bytes.fromhex(seccomp_hex)
+        self.program = SockFprog(len(self.filter) // 8, self.filter)
+        self.header, self.no_caps = CapHeader(CAPABILITY_V3, 0), (ctypes.c_uint32 * 6)()
+
+    def drop(self) -> None:
+        """No capability left (none can come back: no_new_privs), then the seccomp filter."""
+        check(libc.capset(ctypes.byref(self.header), self.no_caps), "capset")
+        libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)
+        check(libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs")
+        if self.filter:
+            check(libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(self.program)), "seccomp")
+
+
+def prefer_as_oom_victim() -> None:
+    """Runs are born in the zygote's memory cgroup: at its cap the kernel must kill the run, never the zygote.
+    (Our /proc files are root's while we are not dumpable, so for this one write we are.)"""
+    libc.prctl(PR_SET_DUMPABLE, 1, 0, 0, 0)
+    try:
+        with open("/proc/self/oom_score_adj", "w") as f:
+            f.write("1000")
+    finally:
+        libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
+
+
+def cpu_seconds(req: dict) -> int:
+    """The RLIMIT_CPU soft limit: whole seconds, at least one."""
+    return max(1, int(req["cpu"] + 0.999))
+
+
+def set_limits(req: dict) -> None:
+    cpu = cpu_seconds(req)
+    limits = {
+        resource.RLIMIT_CPU: (cpu, cpu + 1),
+        resource.RLIMIT_FSIZE: (req["fsize"], req["fsize"]),
+        resource.RLIMIT_NPROC: (req["nproc"], req["nproc"]),
+        resource.RLIMIT_NOFILE: (req["nofile"], req["nofile"]),
+        resource.RLIMIT_CORE: (0, 0),
+    }
+    if req["memory"] is not None:
+        limits[resource.RLIMIT_AS] = (req["memory"], req["memory"])
+    for kind, value in limits.items():
+        resource.setrlimit(kind, value)
+
+
+def run_child(config: dict, privileges: Privileges, fds: list[int], confined_w: int) -> None:
+    """In the run's process: confine it, then run the program as `python main.py` would. One byte on
+    `confined_w` tells the zygote that every confinement step held; a failed step is the worker's fault."""
+    stdin_fd, request_fd, out_w, err_w = fds
     code = 1
     try:
+        os.dup2(err_w, 2)  # a failing step's traceback reaches the caller
         os.setsid()
+        req = json.loads(os.read(request_fd, os.fstat(request_fd).st_size))
+        prefer_as_oom_victim()
+        workdir = private_mounts(req) if config["mounts"] else req["workdir"]
         os.chdir(workdir)
-        os.dup2(stdin_fd, 0)
-        os.dup2(out_w, 1)
-        os.dup2(err_w, 2)
-        os.closerange(3, 1 << 16)
-        cpu = max(1, int(req["cpu"] + 0.999))
-        limits = {
-            resource.RLIMIT_CPU: (cpu, cpu + 1),
-            resource.RLIMIT_AS: (req["memory"], req["memory"]),
-            resource.RLIMIT_FSIZE: (req["fsize"], req["fsize"]),
-            resource.RLIMIT_NPROC: (req["nproc"], req["nproc"]),
-            resource.RLIMIT_CORE: (0, 0),
-        }
-        for kind, value in limits.items():
-            resource.setrlimit(kind, value)
-        sys.stdin = io.TextIOWrapper(io.FileIO(0, "r", closefd=False), encoding="utf-8", errors="replace")
-        sys.stdout = io.TextIOWrapper(io.FileIO(1, "w", closefd=False), encoding="utf-8", errors="replace")
-        sys.stderr = io.TextIOWrapper(io.FileIO(2, "w", closefd=False), encoding="utf-8", errors="backslashreplace")
-        sys.argv = ["main.py"]
-        namespace = {"__name__": "__main__", "__file__": "main.py", "__builtins__": builtins}
-        try:
-            exec(compile(req["source"], "main.py", "exec"), namespace)
-            code = 0
-        except SystemExit as stop:
-            code = stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
-            if not isinstance(stop.code, int | None):
-                print(stop.code, file=sys.stderr)
-        except BaseException as exc:
-            traceback.print_exception(type(exc), exc, exc.__traceback__.tb_next)  # hide this frame
-            code = 1
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                stream.flush()
-            except BaseException:
-                code = code or 1
+        for fd, target in ((stdin_fd, 0), (out_w, 1), (err_w, 2)):
+            os.dup2(fd, target)
+        os.closerange(3, confined_w)
+        os.closerange(confined_w + 1, 1 << 16)
+        if workdir != "/tmp":
+            os.environ.update(HOME=workdir, TMPDIR=workdir)  # (with mounts, the zygote has set them already)
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # the server's PID-1 setting, undone
+        set_limits(req)
+        privileges.drop()
+        os.write(confined_w, b"1")
+        os.close(confined_w)
+        code = execute(req["source"])
+    except BaseException:
+        traceback.print_exc()
     finally:
         os._exit(code & 0xFF)
 
 
-def kill_all(child: int, everyone: bool) -> None:
-    """Kill every process left of this run. `everyone` (PID 1 or a dedicated uid): kill(-1) spares only us."""
-    if everyone:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(-1, signal.SIGKILL)
-        return
-    for _ in range(100):  # subreaper: orphans are our children, so our descendants are everything left
-        pids = descendants(os.getpid())
-        if not pids:
-            return
+def execute(source: str) -> int:
+    """The program as `__main__`, then what the interpreter does at exit: join threads, run atexit, flush."""
+    import atexit
+    import builtins
+    import io
+    import threading
+    import traceback
+
+    sys.stdin = io.TextIOWrapper(io.FileIO(0, "r", closefd=False), encoding="utf-8", errors="replace")
+    sys.stdout = io.TextIOWrapper(io.FileIO(1, "w", closefd=False), encoding="utf-8", errors="replace")
+    sys.stderr = io.TextIOWrapper(io.FileIO(2, "w", closefd=False), encoding="utf-8", errors="backslashreplace")
+    sys.argv = ["main.py"]
+    namespace = {"__name__": "__main__", "__file__": "main.py", "__builtins__": builtins}
+    code = 0
+    try:
+        exec(compile(source, "main.py", "exec"), namespace)
+    except SystemExit as stop:
+        code = exit_code(stop)
+    except BaseException as exc:
+        traceback.print_exception(type(exc), exc, exc.__traceback__.tb_next)  # hide this frame
+        code = 1
+    with contextlib.suppress(BaseException):
+        threading._shutdown()  # type: ignore[attr-defined]  (non-daemon threads finish, as at interpreter exit)
+    with contextlib.suppress(BaseException):
+        atexit._run_exitfuncs()  # prints a failing handler's traceback itself
+    for stream, failed in ((sys.stdout, 120), (sys.stderr, 0)):
+        try:
+            stream.flush()
+        except BaseException:
+            code = code or failed
+    return code
+
+
+def exit_code(stop: SystemExit) -> int:
+    if stop.code is None or isinstance(stop.code, int):
+        return stop.code or 0
+    print(stop.code, file=sys.stderr)
+    return 1
+
+
+def zygote(channel: socket.socket, config: dict) -> None:
+    """Fork one run's process per request; report its pid, then its exit status and CPU time."""
+    privileges = Privileges(config["seccomp"])
+    if config["cgroup_fd"] is not None:
+        os.write(config["cgroup_fd"], b"0")  # every run is then born in the memory cgroup: no move per run
+        os.close(config["cgroup_fd"])
+    os.environ.clear()
+    if config["mounts"]:
+        os.environ.update(HOME="/tmp", TMPDIR="/tmp")
+    while True:
+        try:
+            message, fds, _, _ = socket.recv_fds(channel, 16, 4)
+        except OSError:
+            os._exit(0)
+        if not message:
+            os._exit(0)
+        confined_r, confined_w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            channel.close()
+            os.close(confined_r)
+            run_child(config, privileges, fds, confined_w)
+        for fd in (*fds, confined_w):
+            os.close(fd)
+        pidfd = os.pidfd_open(pid)  # before reaping it: the server can then wait on it even if it exits at once
+        socket.send_fds(channel, [struct.pack(">i", pid)], [pidfd])
+        os.close(pidfd)
+        _, status, usage = os.wait4(pid, 0)
+        confined = os.read(confined_r, 1) == b"1"
+        os.close(confined_r)
+        channel.sendall(struct.pack(">id?", status, usage.ru_utime + usage.ru_stime, confined))
+
+
+# ---- in the server ---------------------------------------------------------------------------------------------
+
+
+class Zygote:
+    """The server's side of the zygote: a socket, a pid, and the health check between runs."""
+
+    def __init__(self, config: dict, server_fds: tuple[int, ...]) -> None:
+        mine, theirs = socket.socketpair()
+        self.pid = os.fork()
+        if self.pid == 0:
+            mine.close()
+            for fd in server_fds:
+                os.close(fd)
+            zygote(theirs, config)
+        theirs.close()
+        self.channel = mine
+
+    def start(self, fds: list[int]) -> tuple[int, int]:
+        """Start a run's process with these descriptors: its pid and a pidfd to wait on it."""
+        socket.send_fds(self.channel, [b"go"], fds)
+        if not select.select([self.channel], [], [], ZYGOTE_S)[0]:
+            raise WorkerFault("the zygote stopped answering")
+        message, pidfds, _, _ = socket.recv_fds(self.channel, 4, 1)
+        if len(message) != 4 or len(pidfds) != 1:
+            raise WorkerFault("the zygote is gone")
+        return struct.unpack(">i", message)[0], pidfds[0]
+
+    def exit_of(self) -> tuple[int, float]:
+        """The run's exit status and CPU time, once the zygote has reaped it."""
+        with contextlib.suppress(OSError):
+            os.kill(self.pid, signal.SIGCONT)  # a program may have stopped it
+        status, cpu, confined = struct.unpack(">id?", self.receive(struct.calcsize(">id?")))
+        if not confined:
+            raise WorkerFault("a run's process could not be confined")
+        return status, cpu
+
+    def receive(self, size: int) -> bytes:
+        data = b""
+        while len(data) < size:
+            if not select.select([self.channel], [], [], ZYGOTE_S)[0]:
+                raise WorkerFault("the zygote stopped answering")
+            part = self.channel.recv(size - len(data))
+            if not part:
+                raise WorkerFault("the zygote is gone")
+            data += part
+        return data
+
+    def healthy(self) -> bool:
+        """Alive and running (a program may have stopped it: it is woken, every time)."""
+        try:
+            os.kill(self.pid, signal.SIGCONT)
+            return os.waitpid(self.pid, os.WNOHANG) == (0, 0)
+        except OSError:
+            return False
+
+
+def collect(req: dict, pidfd: int, out_r: int, err_r: int, deadline: float) -> tuple[bytes, bytes, str | None]:
+    """Read both pipes until the program's process exits or breaks a limit; closed pipes do not end the run."""
+    out, err = bytearray(), bytearray()
+    open_fds, reason, drain_until = {out_r, err_r}, None, None
+    while True:
+        now = time.monotonic()
+        if drain_until is None and now >= deadline:
+            return bytes(out), bytes(err), "timeout"
+        if drain_until is not None and (now >= drain_until or not open_fds):
+            return bytes(out), bytes(err), reason
+        watch = list(open_fds) if drain_until else [*open_fds, pidfd]
+        ready = select.select(watch, [], [], (drain_until or deadline) - now)[0]
+        if drain_until is not None and not ready:
+            return bytes(out), bytes(err), reason
+        for fd in ready:
+            if fd == pidfd:
+                drain_until = time.monotonic() + DRAIN_S
+                continue
+            data = os.read(fd, CHUNK)
+            if not data:
+                open_fds.discard(fd)
+            elif fd == out_r:
+                out += data
+                if len(out) > req["output"]:
+                    return bytes(out[: req["output"]]), bytes(err), "output_limit"
+            elif len(err) < req["output"]:
+                err += data[: req["output"] - len(err)]  # noisy stderr is drained, but only its head is kept
+
+
+def end(pidfd: int) -> None:
+    """Kill the run's own process and wait until it is gone: its children are then ours (reparented)."""
+    with contextlib.suppress(ProcessLookupError):
+        signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+    gone = select.select([pidfd], [], [], ZYGOTE_S)[0]
+    os.close(pidfd)
+    if not gone:
+        raise WorkerFault("a run's process survived SIGKILL")
+
+
+def kill_all(spare: int) -> dict[int, int]:
+    """Kill and reap every process left of this run (every descendant of the server but the zygote); returns
+    the exit status of each process the server reaped itself."""
+    reaped = reap_orphans()
+    if children() == [spare]:
+        return reaped  # the fast path: the run's process was the zygote's, and no orphan is left with us
+    for _ in range(1000):
+        pids = [pid for pid in descendants(os.getpid()) if pid != spare]
         for pid in pids:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+        reaped |= reap_orphans()
+        if not pids:
+            return reaped
         time.sleep(0.001)
+    raise WorkerFault("processes of a run survived being killed")
+
+
+def reap_orphans() -> dict[int, int]:
+    """Reap the server's dead children: a run's orphans, reparented to this subreaper, and the run's own
+    process if a program killed the zygote (which is then reaped here too, and found gone after the run)."""
+    reaped = {}
+    with contextlib.suppress(ChildProcessError):
+        while (found := os.waitpid(-1, os.WNOHANG))[0]:
+            reaped[found[0]] = found[1]
+    return reaped
+
+
+def children() -> list[int]:
+    """The server's own children, live or not (one small file, where a /proc scan reads every process)."""
+    with open(f"/proc/self/task/{os.getpid()}/children") as f:
+        return [int(pid) for pid in f.read().split()]
 
 
 def descendants(root: int) -> list[int]:
@@ -135,85 +409,38 @@ def descendants(root: int) -> list[int]:
     return found
 
 
-def reap(block: bool = False) -> dict[int, int]:
-    statuses = {}
-    while True:
-        try:
-            pid, status = os.waitpid(-1, 0 if block else os.WNOHANG)
-        except ChildProcessError:
-            return statuses
-        if pid == 0:
-            return statuses
-        statuses[pid] = status
-
-
-def collect(req: dict, child: int, out_r: int, err_r: int, started: float) -> tuple[bytes, bytes, str | None]:
-    """Read both pipes until the child exits or breaks a limit; the stdout cap holds while reading."""
-    out, err = bytearray(), bytearray()
-    reason = None
-    pidfd = os.pidfd_open(child)
-    open_fds = {out_r, err_r}
-    deadline = started + req["timeout"]
-    exited = False
-    while open_fds:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            reason = "timeout"
-            break
-        watch = list(open_fds) if exited else [*open_fds, pidfd]
-        ready, _, _ = select.select(watch, [], [], remaining if not exited else 0)
-        if exited and not ready:
-            break  # the child is gone and nothing is buffered: descendants holding the pipes are killed next
-        if pidfd in ready:
-            exited = True
-        for fd in ready:
-            if fd == pidfd:
-                continue
-            data = os.read(fd, CHUNK)
-            if not data:
-                open_fds.discard(fd)
-            elif fd == out_r:
-                out += data
-                if len(out) > req["output"]:
-                    reason = "output_limit"
-                    del out[req["output"] :]
-                    break
-            elif len(err) < req["output"]:
-                err += data[: req["output"] - len(err)]  # noisy stderr is drained, but only its head is kept
-        if reason:
-            break
-    os.close(pidfd)
-    return bytes(out), bytes(err), reason
-
-
-def run(req: dict, everyone: bool) -> dict:
-    workdir = tempfile.mkdtemp(prefix="run-", dir="/tmp")
-    stdin_fd = os.open(os.path.join(workdir, ".stdin"), os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
-    os.write(stdin_fd, req["stdin"].encode())
-    os.lseek(stdin_fd, 0, 0)
-    os.unlink(os.path.join(workdir, ".stdin"))
+def run(req: dict, config: dict, zygote: Zygote) -> dict:
+    stdin_fd = sealed_memfd(req.pop("stdin").encode())
+    workdir = None if config["mounts"] else make_workdir(config["base"])
+    request_fd = sealed_memfd(json.dumps({**req, "workdir": workdir}).encode())
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.monotonic()
-    child = os.fork()
-    if child == 0:
-        run_child(req, stdin_fd, out_w, err_w, workdir)
-    for fd in (stdin_fd, out_w, err_w):
-        os.close(fd)
-    out, err, reason = collect(req, child, out_r, err_r, started)
-    kill_all(child, everyone)
-    statuses = reap(block=True)
+    try:
+        child, pidfd = zygote.start([stdin_fd, request_fd, out_w, err_w])
+    finally:
+        for fd in (stdin_fd, request_fd, out_w, err_w):
+            os.close(fd)
+    try:
+        out, err, reason = collect(req, pidfd, out_r, err_r, started + req["timeout"])
+    finally:
+        end(pidfd)
+        reaped = kill_all(spare=zygote.pid)
+        for fd in (out_r, err_r):
+            os.close(fd)
+    # the zygote reports its child, unless a program killed it: then the child was ours to reap (and its CPU
+    # time is in our own children's usage)
+    status, child_cpu = (reaped[child], 0.0) if child in reaped else zygote.exit_of()
     wall = time.monotonic() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    for fd in (out_r, err_r):
-        os.close(fd)
-    remove_tree(workdir)
-    status = statuses.get(child, 0)
+    if workdir is not None:
+        remove_tree(workdir)
+        scrub_shared_folders(config)
+    cpu = child_cpu + (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     returncode = os.waitstatus_to_exitcode(status)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     return {
-        "status": verdict(reason, returncode, err, cpu >= req["cpu"]),
+        "status": verdict(reason, returncode, cpu >= 0.9 * cpu_seconds(req)),
         "returncode": returncode,
         "stdout": out.decode("utf-8", "replace"),
         "stderr": err.decode("utf-8", "replace"),
@@ -222,42 +449,60 @@ def run(req: dict, everyone: bool) -> dict:
     }
 
 
-def verdict(reason: str | None, returncode: int, err: bytes, out_of_cpu: bool) -> str:
+def verdict(reason: str | None, returncode: int, out_of_cpu: bool) -> str:
+    """From what happened only: a program that raises SIGXCPU itself is `killed`, not `timeout` (the kernel
+    sends it at the CPU limit, which rusage measures up to a scheduler tick short)."""
     if reason:
         return reason
-    if returncode == -signal.SIGXCPU or (returncode == -signal.SIGKILL and out_of_cpu):
+    if returncode in (-signal.SIGXCPU, -signal.SIGKILL) and out_of_cpu:
         return "timeout"
-    if returncode == 1 and err.rstrip().rsplit(b"\n", 1)[-1].startswith(b"MemoryError"):
-        return "memory"
     if returncode < 0:
-        return "killed"
+        return "killed"  # the host makes this `memory` when its memory cgroup counted an out-of-memory kill
     return "ok" if returncode == 0 else "error"
 
 
+def make_workdir(base: str) -> str:
+    path = os.path.join(base, f"run-{time.monotonic_ns()}")
+    os.mkdir(path, 0o700)
+    return path
+
+
+def scrub_shared_folders(config: dict) -> None:
+    """Fallback with a uid of its own: delete whatever that uid left in the world-writable folders."""
+    if not config["own_uid"]:
+        return  # a shared uid: the caller's own files would be indistinguishable
+    for folder in ("/tmp", "/var/tmp", "/dev/shm"):
+        with contextlib.suppress(OSError), os.scandir(folder) as entries:
+            for entry in entries:
+                with contextlib.suppress(OSError):
+                    if entry.stat(follow_symlinks=False).st_uid == os.getuid() and entry.path != config["base"]:
+                        remove_tree(entry.path)
+
+
 def remove_tree(path: str) -> None:
-    for root, dirs, files in os.walk(path, topdown=False):
-        for name in files:
-            os.unlink(os.path.join(root, name))
-        for name in dirs:
-            full = os.path.join(root, name)
-            if os.path.islink(full):
-                os.unlink(full)
-            else:
-                os.rmdir(full)
+    """Delete `path` whatever the program did to its permissions (it is ours, so we may restore them)."""
+    if os.path.islink(path) or not os.path.isdir(path):
+        os.unlink(path)
+        return
+    os.chmod(path, 0o700)
+    for entry in os.listdir(path):
+        remove_tree(os.path.join(path, entry))
     os.rmdir(path)
 
 
 def main() -> None:
-    libc = ctypes.CDLL(None, use_errno=True)
+    config = json.loads(sys.argv[-1])
     libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
     libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)  # as PID 1, a signal with no handler never arrives from inside
     requests, replies = os.dup(0), os.dup(1)
     null = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1, 2):
         os.dup2(null, fd)
     for name in WARM_MODULES:
         __import__(name)
-    everyone = os.getpid() == 1 or sys.argv[-1] == "dedicated-uid"
+    compile("def f(x: int) -> list:\n    return [x for _ in range(x)]\n", "warm.py", "exec")  # the parser's first
+    zygote = Zygote(config, (requests, replies))  # before the first request: the zygote never holds one
     write_frame(replies, {"ready": True, "pid": os.getpid()})
     while True:
         try:
@@ -265,10 +510,10 @@ def main() -> None:
         except EOFError:
             return
         try:
-            reply = run(req, everyone)
-        except Exception as exc:  # a worker fault is reported, not fatal: the host decides
+            reply = run(req, config, zygote) | {"healthy": zygote.healthy()}
+        except Exception as exc:  # a worker fault is reported, not fatal: the host replaces the worker
             reply = {"status": "killed", "returncode": -1, "stdout": "", "stderr": f"sandbox worker: {exc!r}"}
-            reply |= {"wall": 0.0, "cpu": 0.0}
+            reply |= {"wall": 0.0, "cpu": 0.0, "healthy": False}
         write_frame(replies, reply)
 
 
