@@ -9,6 +9,7 @@ import pytest
 from sandbox_helpers import run
 
 from trainguard.sandbox import Limits, SandboxPool, seccomp
+from trainguard.tasks import build_task
 
 ECHO = "import sys, hashlib\ndata = sys.stdin.buffer.read()\nprint(len(data), hashlib.sha256(data).hexdigest())\n"
 
@@ -260,3 +261,13 @@ def test_the_fallback_keeps_each_run_in_a_folder_of_its_own(tmp_path):
         assert not any(os.path.exists(os.path.join(d, name)) for d in ("/tmp", "/var/tmp", "/dev/shm"))
         seen = run(fallback, f"import os\nprint(os.path.exists('/tmp/{name}'), os.listdir('.'))")
         assert seen.stdout == "False []\n", seen
+
+
+def test_a_wedging_response_does_not_zero_the_references_scored_after_it():
+    task = build_task("ded")
+    wedge = "```python\nimport os\nfor d in ('/tmp', '/dev/shm'):\n    os.chmod(d, 0)\nopen('/tmp/x', 'w')\n```"
+    fill = "```python\nwith open('/tmp/f', 'wb') as f:\n    while True:\n        f.write(b'0' * (1 << 20))\n```"
+    for i in range(4):
+        inst = task.instance(i)
+        assert task.score(inst, wedge).value == 0.0 and task.score(inst, fill).value == 0.0
+        assert task.score(inst, inst.reference).value == 1.0, inst.meta["family"]
