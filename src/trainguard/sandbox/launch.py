@@ -23,7 +23,8 @@ from pathlib import Path
 from trainguard.sandbox import seccomp
 from trainguard.sandbox.cgroups import memory_cgroup_usable
 
-WORKER_SOURCE = (Path(__file__).parent / "worker.py").read_text()
+# the run's side first, then the server, whose `main()` runs it all (both are standard library only)
+WORKER_SOURCE = "\n".join((Path(__file__).parent / name).read_text() for name in ("confine.py", "worker.py"))
 UID_BASE = 200_000  # far above login and system uids; no passwd entry is needed to run as a uid
 UID_COUNT = 65_536  # uids leased from UID_BASE on
 
