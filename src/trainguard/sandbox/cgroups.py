@@ -65,6 +65,7 @@ class MemoryCgroup:
             raise
         self.limit_bytes = 1 << 63  # a new cgroup starts unlimited
         self.oom_kills = 0
+        self.new_oom_kills()  # a leftover folder of a crashed process may have counted kills already
 
     def limit(self, megabytes: int) -> None:
         """Cap the next run at `megabytes` (swap included, so that nothing is pushed out to disk instead)."""
