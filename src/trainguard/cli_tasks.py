@@ -93,11 +93,23 @@ def data_collect(
     seed: Annotated[int, typer.Option(help="Which instances: seed s uses ids from s * 10^7.")] = 0,
     workers: Annotated[int, typer.Option(help="Sandbox workers and builder threads.")] = 2,
     pairs: Annotated[bool, typer.Option(help="Write preference pairs instead of SFT records.")] = False,
+    source: Annotated[
+        str,
+        typer.Option(
+            help="Who decides a pair: verifier (the reference over a verified-wrong answer), constitution (two "
+            "samples of --model, compared by it against the principles, rules deciding where scores differ) or "
+            "critique (--model's answer revised after a critique against the principles: revision preferred)."
+        ),
+    ] = "verifier",
+    model: Annotated[
+        Path | None, typer.Option(help="Model folder that answers and judges (constitution, critique).")
+    ] = None,
     param: ParamOption = [],  # noqa: B006
 ) -> None:
     """Write SFT records {id, task, prompt, completion} (or pairs) whose answers were verified."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+    from trainguard.data.ai_pairs import collect_ai_pairs
     from trainguard.data.collect import collect
     from trainguard.sandbox import shared_pool
 
@@ -105,13 +117,21 @@ def data_collect(
         names = [t.strip() for t in tasks.split(",") if t.strip()]
         if not names or n < 1 or not 0 <= seed < 100 or workers < 1:
             raise ConfigError("need --tasks with at least one name, --n >= 1, 0 <= --seed < 100, --workers >= 1")
+        if source not in ("verifier", "constitution", "critique"):
+            raise ConfigError(f"--source {source!r}: allowed: verifier, constitution, critique")
+        if source != "verifier" and (not pairs or model is None):
+            raise ConfigError(f"--source {source} makes preference pairs with a model: add --pairs and --model DIR")
         built = [build(name, parse_params(param, name, several=True)) for name in names]
         if {"abd", "ded"} & set(names):
             shared_pool(workers)
         columns = (TextColumn("collect"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
         with Progress(*columns, console=console, transient=False) as bar:
             job = bar.add_task("collect", total=n)
-            report = collect(built, n, out, seed, workers, pairs, on_row=lambda: bar.advance(job))
+            if source == "verifier":
+                report = collect(built, n, out, seed, workers, pairs, on_row=lambda: bar.advance(job))
+            else:
+                assert model is not None
+                report = collect_ai_pairs(built, n, out, model, source, seed, on_row=lambda: bar.advance(job))
     except TrainguardError as err:
         fail(err)
     except OSError as err:

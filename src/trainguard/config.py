@@ -128,6 +128,17 @@ class StageSection(Section):
     def _objective(cls, value: Any) -> Any:
         return _plugin_config(OBJECTIVES, "objective", value)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _default_source(cls, value: Any) -> Any:
+        """A stage that names no source gets its objective's (records for sft, pairs for reward)."""
+        if isinstance(value, dict) and "source" not in value:
+            objective = value.get("objective")
+            name = objective.get("name") if isinstance(objective, dict) else objective
+            if isinstance(name, str) and name in OBJECTIVES:
+                return {**value, "source": {"name": OBJECTIVES.get(name).default_source}}
+        return value
+
     @field_validator("source", mode="before")
     @classmethod
     def _source(cls, value: Any) -> Any:

@@ -9,10 +9,19 @@ import torch
 
 from trainguard.data.config import DataSection, FileSource, TaskSource
 from trainguard.errors import DataError
+from trainguard.reward.data import pair_problem
 from trainguard.rows import ReadReport, read_rows
 from trainguard.tasks import build_task
 
 REQUIRED = ("prompt", "completion")
+PAIR_KEYS = ("response_chosen", "response_rejected", "preference_score", "principles")
+
+
+def answer_text(record: dict[str, Any]) -> str:
+    """What a record answers with: its completion, or both sides of a preference pair."""
+    if "completion" in record:
+        return record["completion"]
+    return record.get("response_chosen", "") + "\n" + record.get("response_rejected", "")
 
 
 ROLES = ("system", "user", "assistant")
@@ -31,11 +40,13 @@ def check_chat(messages: Any) -> str | None:
 
 
 def check_record(row: Any) -> str | None:
-    """The reason a parsed row is unusable, or None."""
+    """The reason a parsed row is unusable, or None: an SFT record, a conversation or a preference pair."""
     if not isinstance(row, dict):
         return "not a JSON object"
     if "messages" in row:
         return check_chat(row["messages"])
+    if "response_chosen" in row or "response_rejected" in row:
+        return pair_problem(row)
     for key in REQUIRED:
         if key not in row:
             return f"missing '{key}'"
@@ -49,7 +60,7 @@ def check_record(row: Any) -> str | None:
 def read_jsonl(path: Path) -> tuple[list[dict[str, Any]], ReadReport]:
     """Usable `{prompt, completion}` or `{messages}` records of a JSONL file and a report of the rest."""
     rows, report = read_rows(path, check_record)
-    keys = ("id", "task", "prompt", "completion", "messages")
+    keys = ("id", "task", "prompt", "completion", "messages", *PAIR_KEYS)
     return [{k: row[k] for k in keys if k in row} for row in rows], report
 
 

@@ -54,6 +54,7 @@ class SourceContext:
     seed: int
     companions: dict[str, Any] = field(default_factory=dict)
     knobs: Knobs = field(default_factory=Knobs)  # multipliers the guard's actions turn (a sampling temperature)
+    objective: Any = None  # the stage's objective config, for sources that encode as it says (reward: separator)
 
 
 @contextmanager
@@ -120,6 +121,11 @@ def tokenize_all(records: list[dict[str, Any]], tokenizer: Any, max_length: int)
     if any("messages" in r for r in records) and not getattr(tokenizer, "chat_template", None):
         raise DataError("data.chat needs a chat template: this tokenizer has none; set tokenizer.chat_template")
     for r in records:
+        if "completion" not in r and "messages" not in r:
+            raise DataError(
+                "these rows are preference pairs ({prompt, response_chosen, response_rejected}): train "
+                "them with objective: reward"
+            )
         if "messages" in r:
             ex, cut = tokenize_chat(tokenizer, r["messages"], max_length)
         else:

@@ -88,6 +88,7 @@ class StageBuilder:
             seed=self.cfg.run.seed + index,
             companions=companions,
             knobs=knobs,
+            objective=stage.objective,
         )
         return SOURCES.get(stage.source.name).build(stage.source, ctx)
 

@@ -9,6 +9,7 @@ from typing import Any
 import torch
 from pydantic import Field
 
+from trainguard.data.records import answer_text
 from trainguard.guard.alerts import Alert
 from trainguard.section import Section
 
@@ -54,7 +55,7 @@ class DataChecks:
     # -- before training ---------------------------------------------------------------------------------
     def check_records(self, source: str, records: list[dict[str, Any]]) -> list[Alert]:
         c, alerts = self.config, []
-        texts = [r["prompt"] + r["completion"] for r in records]
+        texts = [r["prompt"] + answer_text(r) for r in records]
         hits = [(i, m) for i, t in enumerate(texts) if (m := self.contaminated(t))]
         if hits:
             alerts.append(
@@ -103,7 +104,7 @@ class DataChecks:
     def imbalance(self, source: str, records: list[dict[str, Any]]) -> list[Alert]:
         """Task counts when records name several tasks, else completion classes when there are few."""
         tasks = Counter(r.get("task", "") for r in records)
-        counts = tasks if len(tasks) > 1 else Counter(r["completion"] for r in records)
+        counts = tasks if len(tasks) > 1 else Counter(answer_text(r) for r in records)
         if len(counts) < 2 or (counts is not tasks and len(counts) > 20):
             return []
         ratio = max(counts.values()) / min(counts.values())

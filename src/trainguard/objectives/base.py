@@ -68,6 +68,8 @@ class Objective(ABC):
     best_mode: ClassVar[Literal["min", "max"]] = "min"
     #: a metric synced after each inner update (but the last) that `stop_early` reads; None = never
     early_stop_key: ClassVar[str | None] = None
+    #: the source a stage uses when its config names none
+    default_source: ClassVar[str] = "records"
 
     def __init__(self, config: ObjectiveConfig, ctx: ObjectiveContext) -> None:
         self.config = config

@@ -1,5 +1,6 @@
 """String tasks for the CPU quickstart: reverse or sort a short word; exact match is the score."""
 
+import random
 import string
 
 from pydantic import Field, model_validator
@@ -39,6 +40,25 @@ class WordTask(Task):
     def score(self, instance: Instance, response: str) -> Score:
         got = response.strip()
         return Score(float(got == instance.reference), {"expected": instance.reference, "got": got})
+
+    def wrong_completion(self, instance: Instance, rng: random.Random) -> str:
+        """A near miss: two characters swapped, one replaced, one dropped or doubled, or the word itself
+        unchanged (the caller keeps only answers the verifier scores 0)."""
+        answer = list(instance.reference)
+        i = rng.randrange(len(answer))
+        kind = rng.choice(["swap", "replace", "drop", "double", "echo"])
+        if kind == "swap" and len(answer) > 1:
+            j = (i + 1) % len(answer)
+            answer[i], answer[j] = answer[j], answer[i]
+        elif kind == "replace":
+            answer[i] = rng.choice([c for c in self.config.alphabet if c != answer[i]])
+        elif kind == "drop" and len(answer) > 1:
+            del answer[i]
+        elif kind == "echo":
+            return instance.prompt.split(": ", 1)[1].strip()
+        else:
+            answer.insert(i, answer[i])
+        return "".join(answer)
 
 
 @TASKS.register("reverse")
