@@ -35,6 +35,9 @@ bench: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python bench/engine_overhead.py --steps 100
 	HF_HUB_OFFLINE=1 $(BIN)/trainguard faults bench --out bench/faults.json
 	$(BIN)/python bench/sandbox.py
+	HF_HUB_OFFLINE=1 $(BIN)/python bench/reward_model.py
+	HF_HUB_OFFLINE=1 $(BIN)/python bench/reward_constitution.py
+	HF_HUB_OFFLINE=1 $(BIN)/python bench/reward_epoch.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench

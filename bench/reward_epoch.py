@@ -34,7 +34,9 @@ def main() -> None:
     rows = [json.loads(line) for line in path.read_text().splitlines()]
     tok = byte_tokenizer()
     torch.manual_seed(0)
-    gpt2 = GPT2LMHeadModel(GPT2Config(vocab_size=len(tok), n_embd=768, n_layer=12, n_head=12, n_positions=1024))
+    config = GPT2Config(vocab_size=len(tok), n_embd=768, n_layer=12, n_head=12, n_positions=1024)
+    config.bos_token_id, config.eos_token_id, config.pad_token_id = tok.bos_token_id, tok.eos_token_id, tok.pad_token_id
+    gpt2 = GPT2LMHeadModel(config)
     model = RewardModel(gpt2, hidden_size=768)
     dataset = PreferenceDataset(rows, tok, args.max_length)
     tokens = int(dataset.chosen[1].sum() + dataset.rejected[1].sum())
