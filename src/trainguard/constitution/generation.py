@@ -5,6 +5,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from trainguard.data.sources import generating
 from trainguard.eval.accuracy import generate_text
 
 
@@ -25,9 +26,5 @@ def generate(
     """Continuations of `prompts` (greedy when `temperature` is None), with dropout off while decoding."""
     if not prompts:
         return []
-    was_training = model.training
-    model.eval()
-    try:
+    with generating(model):
         return generate_text(model, tokenizer, prompts, max_new_tokens, temperature=temperature)
-    finally:
-        model.train(was_training)

@@ -11,9 +11,10 @@ import torch
 from torch import nn
 
 from trainguard.data.batches import special_prefix
+from trainguard.data.records import pair_problem
 from trainguard.data.sources import SOURCES, RecordSource, SourceConfig, SourceContext
 from trainguard.errors import DataError
-from trainguard.reward.data import encode_text, pad_id, pair_problem
+from trainguard.reward.data import encode_text, pad_id
 
 
 @dataclass

@@ -9,12 +9,26 @@ import torch
 
 from trainguard.data.config import DataSection, FileSource, TaskSource
 from trainguard.errors import DataError
-from trainguard.reward.data import pair_problem
 from trainguard.rows import ReadReport, read_rows
 from trainguard.tasks import build_task
 
 REQUIRED = ("prompt", "completion")
-PAIR_KEYS = ("response_chosen", "response_rejected", "preference_score", "principles")
+PAIR_FIELDS = ("prompt", "response_chosen", "response_rejected")  # what a preference row must have
+PAIR_KEYS = ("response_chosen", "response_rejected", "preference_score", "principles")  # what it keeps
+
+
+def pair_problem(row: Any) -> str | None:
+    """Why a preference row cannot be used, or None."""
+    if not isinstance(row, dict):
+        return "not an object"
+    missing = [k for k in PAIR_FIELDS if not isinstance(row.get(k), str)]
+    if missing:
+        return f"missing or non-text {missing[0]!r}"
+    if not row["response_chosen"].strip() or not row["response_rejected"].strip():
+        return "an empty response"
+    if row["response_chosen"] == row["response_rejected"]:
+        return "chosen == rejected"
+    return None
 
 
 def answer_text(record: dict[str, Any]) -> str:

@@ -15,6 +15,7 @@ from torch import nn
 
 from trainguard.data.batches import special_prefix
 from trainguard.data.sources import SOURCES, Source, SourceConfig, SourceContext, generating
+from trainguard.eval.accuracy import generate_ids
 from trainguard.tasks import build_task
 
 
@@ -93,7 +94,7 @@ class RolloutSource(Source):
         prompts = [p for p in prompts for _ in range(cfg.group_size)]
         with generating(policy) as model, torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed * 1_000_003 + self.steps)
-            responses = sample(model, tok, prompts, cfg)
+            responses = generate_ids(model, tok, prompts, cfg.max_new_tokens, cfg.temperature, cfg.top_p)
         self.steps += 1
         eos = tok.eos_token_id
         rewards, failed, truncated = [], 0, 0
@@ -127,34 +128,6 @@ class RolloutSource(Source):
 
     def load_state_dict(self, state: dict[str, int]) -> None:
         self.cursor, self.steps = int(state["cursor"]), int(state["steps"])
-
-
-def sample(model: nn.Module, tok: Any, prompts: list[list[int]], cfg: RolloutSourceConfig) -> list[list[int]]:
-    """Left-padded batched sampling with the KV cache; each response's tokens up to and including EOS."""
-    width = max(len(p) for p in prompts)
-    input_ids = torch.full((len(prompts), width), tok.pad_token_id, dtype=torch.long)
-    attention = torch.zeros_like(input_ids)
-    for row, ids in enumerate(prompts):
-        input_ids[row, width - len(ids) :] = torch.tensor(ids)
-        attention[row, width - len(ids) :] = 1
-    device = next(model.parameters()).device
-    out = model.generate(
-        input_ids=input_ids.to(device),
-        attention_mask=attention.to(device),
-        max_new_tokens=cfg.max_new_tokens,
-        do_sample=True,
-        temperature=cfg.temperature,
-        top_p=cfg.top_p,
-        top_k=None,
-        eos_token_id=tok.eos_token_id,
-        pad_token_id=tok.pad_token_id,
-    )
-    responses = []
-    for row in out[:, width:].tolist():
-        if tok.eos_token_id in row:
-            row = row[: row.index(tok.eos_token_id) + 1]
-        responses.append(row)
-    return responses
 
 
 def pack(

@@ -57,8 +57,22 @@ def generate_text(
     chat: bool = False,
 ) -> list[str]:
     """Left-padded batched decoding (greedy, or sampling at `temperature`); text up to the first EOS."""
+    responses = generate_ids(model, tokenizer, encode_prompts(tokenizer, prompts, chat), max_new_tokens, temperature)
+    eos = tokenizer.eos_token_id
+    return [tokenizer.decode(r[:-1] if r and r[-1] == eos else r, skip_special_tokens=True) for r in responses]
+
+
+def generate_ids(
+    model: nn.Module,
+    tokenizer: Any,
+    encoded: list[list[int]],
+    max_new_tokens: int,
+    temperature: float | None = None,
+    top_p: float | None = None,
+) -> list[list[int]]:
+    """Left-padded batched decoding with the KV cache (greedy, or sampling at `temperature`); each response's
+    token ids up to and including its first EOS."""
     device = next(model.parameters()).device
-    encoded = encode_prompts(tokenizer, prompts, chat)
     width = max(len(e) for e in encoded)
     input_ids = torch.full((len(encoded), width), tokenizer.pad_token_id, dtype=torch.long)
     attention = torch.zeros_like(input_ids)
@@ -72,16 +86,12 @@ def generate_text(
         do_sample=temperature is not None,
         temperature=temperature,
         top_k=None,
-        top_p=None,
+        top_p=top_p,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
     )
-    texts = []
-    for row in out[:, width:].tolist():
-        if tokenizer.eos_token_id in row:
-            row = row[: row.index(tokenizer.eos_token_id)]
-        texts.append(tokenizer.decode(row, skip_special_tokens=True))
-    return texts
+    eos = tokenizer.eos_token_id
+    return [row[: row.index(eos) + 1] if eos in row else row for row in out[:, width:].tolist()]
 
 
 def task_accuracy(

@@ -15,22 +15,7 @@ import torch
 from torch.utils.data import Dataset
 
 from trainguard.data.batches import special_prefix
-
-FIELDS = ("prompt", "response_chosen", "response_rejected")
-
-
-def pair_problem(row: Any) -> str | None:
-    """Why a preference row cannot be used, or None."""
-    if not isinstance(row, dict):
-        return "not an object"
-    missing = [k for k in FIELDS if not isinstance(row.get(k), str)]
-    if missing:
-        return f"missing or non-text {missing[0]!r}"
-    if not row["response_chosen"].strip() or not row["response_rejected"].strip():
-        return "an empty response"
-    if row["response_chosen"] == row["response_rejected"]:
-        return "chosen == rejected"
-    return None
+from trainguard.data.records import pair_problem
 
 
 @dataclass
