@@ -1,9 +1,17 @@
-"""Run files for tests: the tiny model on generated words, a few steps long."""
+"""Run files for tests (the tiny model on generated words, a few steps long), and a training process to kill."""
 
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from trainguard.track.store import read_metrics
 
 
 def tiny_config(out_dir: Path, **sections: Any) -> dict[str, Any]:
@@ -39,3 +47,50 @@ def tiny_config(out_dir: Path, **sections: Any) -> dict[str, Any]:
 def write_config(path: Path, cfg: dict[str, Any]) -> Path:
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     return path
+
+
+def comparable(run: Path) -> list[tuple]:
+    """Every metric row except wall-clock ones (perf/, time/), in step order."""
+    rows = read_metrics(run / "metrics.db")
+    rows = [(s, st, k, v) for s, st, k, v, _ in rows if not k.startswith(("perf/", "time/"))]
+    return sorted(rows, key=lambda r: (r[0], r[2]))
+
+
+def max_step(db: Path) -> int:
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1) as conn:
+            return conn.execute("SELECT COALESCE(MAX(step), 0) FROM metrics").fetchone()[0]
+    except sqlite3.Error:
+        return 0
+
+
+def in_checkpoint_write(ckpt_dir: Path) -> bool:
+    try:
+        return any(p.name.startswith(".tmp-") for p in ckpt_dir.iterdir())
+    except FileNotFoundError:
+        return False
+
+
+def start(cfg: Path) -> subprocess.Popen:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "trainguard", "run", str(cfg), "--resume"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+
+
+def kill_when(proc: subprocess.Popen, ready, deadline_s: float = 120) -> bool:
+    """SIGKILL `proc` as soon as `ready()` holds; False if it finished first."""
+    end = time.monotonic() + deadline_s
+    while proc.poll() is None and time.monotonic() < end:
+        if ready():
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            return True
+        time.sleep(0.001)
+    if proc.poll() is None:
+        proc.kill()
+        raise AssertionError("training process hung")
+    return False

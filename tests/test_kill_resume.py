@@ -3,69 +3,16 @@ ends with the same metrics and bit-identical weights as a run that was never kil
 
 import os
 import random
-import signal
-import sqlite3
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
-from helpers import tiny_config, write_config
+from helpers import comparable, in_checkpoint_write, kill_when, max_step, start, tiny_config, write_config
 from trainguard.cli import app
-from trainguard.track.store import read_metrics
 
 STEPS = 45
-
-
-def comparable(run: Path) -> list[tuple]:
-    """Every metric row except wall-clock ones, in step order."""
-    rows = [(s, st, k, v) for s, st, k, v, _ in read_metrics(run / "metrics.db") if not k.startswith("perf/")]
-    return sorted(rows, key=lambda r: (r[0], r[2]))
-
-
-def max_step(db: Path) -> int:
-    try:
-        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1) as conn:
-            return conn.execute("SELECT COALESCE(MAX(step), 0) FROM metrics").fetchone()[0]
-    except sqlite3.Error:
-        return 0
-
-
-def in_checkpoint_write(ckpt_dir: Path) -> bool:
-    try:
-        return any(p.name.startswith(".tmp-") for p in ckpt_dir.iterdir())
-    except FileNotFoundError:
-        return False
-
-
-def start(cfg: Path) -> subprocess.Popen:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen(
-        [sys.executable, "-m", "trainguard", "run", str(cfg), "--resume"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-
-
-def kill_when(proc: subprocess.Popen, ready, deadline_s: float = 120) -> bool:
-    """SIGKILL `proc` as soon as `ready()` holds; False if it finished first."""
-    end = time.monotonic() + deadline_s
-    while proc.poll() is None and time.monotonic() < end:
-        if ready():
-            proc.send_signal(signal.SIGKILL)
-            proc.wait()
-            return True
-        time.sleep(0.001)
-    if proc.poll() is None:
-        proc.kill()
-        raise AssertionError("training process hung")
-    return False
 
 
 @pytest.mark.slow

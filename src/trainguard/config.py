@@ -56,18 +56,6 @@ class RunSection(Section):
     )
 
 
-def _plugin_config(registry: Any, kind: str, value: Any) -> Any:
-    """Validate a `{name: ..., ...}` mapping (or a bare name) against the config class its plug-in registered."""
-    if isinstance(value, str):
-        value = {"name": value}
-    if not isinstance(value, dict):
-        return value
-    name = value.get("name")
-    if name not in registry:
-        raise ValueError(f"unknown {kind} {name!r}; allowed: {', '.join(registry.names())}")
-    return registry.get(name).Config.model_validate(value)
-
-
 STAGE_START = ("previous", "base")
 
 
@@ -126,7 +114,7 @@ class StageSection(Section):
     @field_validator("objective", mode="before")
     @classmethod
     def _objective(cls, value: Any) -> Any:
-        return _plugin_config(OBJECTIVES, "objective", value)
+        return OBJECTIVES.config_of(value)
 
     @model_validator(mode="before")
     @classmethod
@@ -142,7 +130,7 @@ class StageSection(Section):
     @field_validator("source", mode="before")
     @classmethod
     def _source(cls, value: Any) -> Any:
-        return _plugin_config(SOURCES, "source", value)
+        return SOURCES.config_of(value)
 
     @field_validator("plugins", mode="before")
     @classmethod
@@ -152,7 +140,7 @@ class StageSection(Section):
         names = [v.get("name") if isinstance(v, dict) else v for v in value]
         if len(set(names)) != len(names):
             raise ValueError(f"each step plug-in may appear once; got {names}")
-        return [_plugin_config(STEP_PLUGINS, "step plug-in", v) for v in value]
+        return [STEP_PLUGINS.config_of(v) for v in value]
 
     @model_validator(mode="after")
     def _length(self) -> "StageSection":

@@ -1,7 +1,7 @@
 """One registry dict per plug-in kind, filled by a decorator; YAML names pick from it."""
 
 from collections.abc import Callable, Iterator
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 
@@ -28,6 +28,18 @@ class Registry(Generic[T]):
         except KeyError:
             allowed = ", ".join(sorted(self._entries))
             raise KeyError(f"unknown {self.kind} {name!r}; allowed: {allowed}") from None
+
+    def config_of(self, value: Any) -> Any:
+        """Validate a `{name: ..., ...}` mapping (or a bare name) against the `Config` class its plug-in
+        registered; other values pass through for pydantic to judge."""
+        if isinstance(value, str):
+            value = {"name": value}
+        if not isinstance(value, dict):
+            return value
+        name = value.get("name")
+        if name not in self._entries:
+            raise ValueError(f"unknown {self.kind} {name!r}; allowed: {', '.join(self.names())}")
+        return self._entries[name].Config.model_validate(value)  # type: ignore[attr-defined]
 
     def names(self) -> list[str]:
         return sorted(self._entries)

@@ -1,4 +1,4 @@
-"""Policies: the strongest mapped action wins; info alerts never act."""
+"""Policies: the strongest mapped action wins; info alerts may only turn knobs."""
 
 from trainguard.guard.alerts import Alert
 from trainguard.guard.policies import DEFAULT_POLICIES, decide
@@ -15,6 +15,28 @@ def test_strongest_action_wins_and_keeps_its_alerts():
 
 def test_info_alerts_are_recorded_not_acted_on():
     assert decide([alert("update_ratio", "info"), alert("plateau", "info")], DEFAULT_POLICIES).action == "none"
+
+
+def test_an_info_alert_may_turn_a_knob_but_nothing_stronger():
+    assert decide([alert("plateau", "info")], {**DEFAULT_POLICIES, "plateau": "lower_lr"}).action == "lower_lr"
+    for action in ("skip_step", "skip_and_cool", "rollback", "stop"):
+        assert decide([alert("plateau", "info")], {**DEFAULT_POLICIES, "plateau": action}).action == "none"
+    d = decide([alert("diversity_recovered", "info")], DEFAULT_POLICIES)
+    assert d.action == "undiversify" and d.reason == "diversity_recovered"
+
+
+def test_at_equal_strength_a_warnings_action_beats_an_infos():
+    alerts = [alert("diversity_recovered", "info"), alert("zero_spread")]
+    assert decide(alerts, DEFAULT_POLICIES).action == "diversify"
+    assert decide(alerts[::-1], DEFAULT_POLICIES).action == "diversify"
+    assert decide([alert("diversity_recovered", "info"), alert("grad_explosion")], DEFAULT_POLICIES).action == (
+        "skip_step"
+    )
+
+
+def test_a_warning_that_maps_to_none_leaves_no_reason():
+    d = decide([alert("reward_failures"), alert("grad_vanishing")], DEFAULT_POLICIES)
+    assert d.action == "none" and d.alerts == [] and d.reason == "none"
 
 
 def test_user_policy_overrides_a_default():

@@ -5,35 +5,14 @@ import json
 import shutil
 
 import torch
+from rl_helpers import rl_config
 from safetensors.torch import load_file
 
-from helpers import tiny_config, write_config
 from trainguard import api
 
 
 def grpo_run(tmp_path, steps=4, **objective):
-    tmp_path.mkdir(parents=True, exist_ok=True)
-    cfg = tiny_config(tmp_path / "runs")
-    cfg["stages"] = [
-        {
-            "name": "grpo",
-            "objective": {"name": "grpo", **objective},
-            "source": {
-                "name": "rollouts",
-                "task": "reverse",
-                "params": {"min_len": 3, "max_len": 4},
-                "prompts_per_step": 2,
-                "group_size": 4,
-                "max_new_tokens": 6,
-            },
-            "max_steps": steps,
-            "batch_size": 8,
-            "optimizer": {"lr": 1e-3},
-            "save_every": 2,
-            "save_total_limit": None,
-        }
-    ]
-    return write_config(tmp_path / "grpo.yaml", cfg)
+    return rl_config(tmp_path, {"name": "grpo", **objective}, steps)
 
 
 def weights(folder):

@@ -77,9 +77,7 @@ def tokenize_chat(
     that does not fit, (None, False) when the template does not tokenize turn by turn (bad rows, both)."""
 
     def encode(upto: int, generation_prompt: bool) -> list[int]:
-        text = tokenizer.apply_chat_template(
-            messages[:upto], tokenize=False, add_generation_prompt=generation_prompt
-        )
+        text = tokenizer.apply_chat_template(messages[:upto], tokenize=False, add_generation_prompt=generation_prompt)
         return tokenizer.encode(text, add_special_tokens=False)
 
     ids = encode(len(messages), False)

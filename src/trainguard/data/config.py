@@ -14,6 +14,12 @@ class TaskSource(Section):
     n: int = Field(gt=0, description="Number of records (ids start .. start+n-1).")
     start: int = Field(0, ge=0, description="First instance id.")
     params: dict[str, Any] = Field(default_factory=dict, description="The task's own parameters.")
+    noise: float = Field(
+        0.0,
+        ge=0,
+        lt=1,
+        description="Share of records whose completion is a verified-wrong answer (a weak teacher's demonstrations).",
+    )
 
     @model_validator(mode="after")
     def _known_task(self) -> "TaskSource":

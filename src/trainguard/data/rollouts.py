@@ -1,22 +1,33 @@
-"""Rollouts: the live policy samples a group of responses per task prompt, and the task's verifier scores them.
+"""Rollouts: the live policy samples a group of responses per task prompt; reward functions score them.
 
 Each engine step draws `prompts_per_step` prompts (a seeded permutation of the prompt pool, like the record
 source) and `group_size` samples of each. Sampling runs under a generator seeded by (seed, step): a resumed
 run draws exactly the samples the first run would have. A reward function that raises or returns a non-finite
-value scores that sample 0 and is counted; a response that never emits EOS is truncated and counted."""
+value scores that sample 0 and is counted; a response that never emits EOS is truncated and counted. The
+guard's knobs reach the sampling: `temperature_scale` multiplies the temperature and `diversity` charges each
+sample for the share of its group that said the same."""
 
-import math
+import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import torch
-from pydantic import Field
+from pydantic import Field, field_validator
 from torch import nn
 
 from trainguard.data.batches import special_prefix
 from trainguard.data.sources import SOURCES, Source, SourceConfig, SourceContext, generating
-from trainguard.eval.accuracy import generate_ids
-from trainguard.tasks import build_task
+from trainguard.eval.accuracy import HELDOUT_START, generate_ids, heldout_instances
+from trainguard.rl.rewards import (
+    REWARD_FNS,
+    RewardContext,
+    RewardFnConfig,
+    Rollout,
+    Scorer,
+    ShapingSection,
+    VerifierConfig,
+)
+from trainguard.tasks import Instance, Task, build_task
 
 
 class RolloutSourceConfig(SourceConfig):
@@ -30,6 +41,17 @@ class RolloutSourceConfig(SourceConfig):
     temperature: float = Field(1.0, gt=0, description="Sampling temperature.")
     top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling mass.")
     max_new_tokens: int = Field(32, gt=0, description="Longest response; longer ones are truncated and counted.")
+    rewards: list[RewardFnConfig] = Field(
+        default_factory=lambda: [VerifierConfig()],
+        description="Reward functions summed with their weights: {name: verifier | reward_model | length, weight}.",
+    )
+    shaping: ShapingSection = Field(default_factory=ShapingSection, description="Reward shaping terms.")
+    eval_prompts: int = Field(200, ge=0, description="Held-out prompts answered greedily at each eval (0: none).")
+
+    @field_validator("rewards", mode="before")
+    @classmethod
+    def _reward_fns(cls, value: Any) -> Any:
+        return [REWARD_FNS.config_of(v) for v in value] if isinstance(value, list) else value
 
 
 @dataclass
@@ -42,6 +64,8 @@ class RolloutBatch:
     rewards: torch.Tensor  # (B,)
     group_size: int
     stats: dict[str, float] = field(default_factory=dict)  # per-step numbers the objective logs
+    seed: int = 0  # of the step's sampling; an objective's minibatch shuffle draws from it too
+    extras: dict[str, torch.Tensor] = field(default_factory=dict)  # per-row tensors an objective adds (old log-probs)
 
     @property
     def n_tokens(self) -> int:
@@ -49,33 +73,53 @@ class RolloutBatch:
 
     def to(self, device: torch.device) -> "RolloutBatch":
         moved = (t.to(device) for t in (self.input_ids, self.attention_mask, self.response_mask, self.rewards))
-        return RolloutBatch(*moved, group_size=self.group_size, stats=self.stats)
+        extras = {k: v.to(device) for k, v in self.extras.items()}
+        return RolloutBatch(*moved, group_size=self.group_size, stats=self.stats, seed=self.seed, extras=extras)
+
+    def select(self, rows: torch.Tensor) -> "RolloutBatch":
+        """A minibatch of rows (groups are not kept together: advantages are computed before)."""
+        picked = (t[rows] for t in (self.input_ids, self.attention_mask, self.response_mask, self.rewards))
+        extras = {k: v[rows] for k, v in self.extras.items()}
+        return RolloutBatch(*picked, group_size=1, stats=self.stats, seed=self.seed, extras=extras)
 
 
-def safe_reward(task: Any, instance: Any, response: str) -> tuple[float, bool]:
-    """The verifier's score, or (0, failed) when it raises or is not a finite number."""
-    try:
-        value = float(task.score(instance, response).value)
-    except Exception:
-        return 0.0, True
-    return (value, False) if math.isfinite(value) else (0.0, True)
+@dataclass
+class HeldOut:
+    """Held-out prompts that an RL objective's `evaluate` answers greedily and scores with the verifier."""
+
+    task: Task
+    instances: list[Instance]
+    max_new_tokens: int
+    batch_size: int = 64
 
 
 @SOURCES.register("rollouts")
 class RolloutSource(Source):
     Config = RolloutSourceConfig
 
-    def __init__(self, config: RolloutSourceConfig, tokenizer: Any, seed: int) -> None:
-        self.config, self.tokenizer, self.seed = config, tokenizer, seed
+    def __init__(self, config: RolloutSourceConfig, ctx: SourceContext) -> None:
+        self.config, self.tokenizer, self.seed, self.knobs = config, ctx.tokenizer, ctx.seed, ctx.knobs
         self.task = build_task(config.task, config.params)
-        self.prefix = special_prefix(tokenizer)
+        reward_ctx = RewardContext(self.task, ctx.tokenizer, ctx.max_length, ctx.companions)
+        self.scorer = Scorer(config.rewards, config.shaping, reward_ctx)
+        self.prefix = special_prefix(ctx.tokenizer)
+        self.seen_prompts = {r["prompt"] for r in ctx.records.train if "prompt" in r}
         self.cursor = 0  # prompts drawn so far
         self.steps = 0  # batches served: seeds each step's sampling
 
     @classmethod
     def build(cls, config: SourceConfig, ctx: SourceContext) -> "RolloutSource":
         assert isinstance(config, RolloutSourceConfig)
-        return cls(config, ctx.tokenizer, ctx.seed)
+        return cls(config, ctx)
+
+    def eval_data(self) -> list[HeldOut]:
+        """Held-out instances (ids from HELDOUT_START, none of whose prompts the run trained on)."""
+        cfg = self.config
+        if cfg.eval_prompts == 0:
+            return []
+        assert cfg.start + cfg.n_prompts <= HELDOUT_START, "the prompt pool overlaps the held-out ids"
+        instances = heldout_instances(self.task, cfg.eval_prompts, self.seen_prompts)
+        return [HeldOut(self.task, instances, cfg.max_new_tokens)]
 
     def prompt_ids(self, count: int) -> list[int]:
         n = self.config.n_prompts
@@ -92,26 +136,22 @@ class RolloutSource(Source):
         instances = [self.task.instance(i) for i in self.prompt_ids(cfg.prompts_per_step)]
         prompts = [self.prefix + tok.encode(inst.prompt, add_special_tokens=False) for inst in instances]
         prompts = [p for p in prompts for _ in range(cfg.group_size)]
+        seed, t0 = self.seed * 1_000_003 + self.steps, time.perf_counter()
+        temperature = cfg.temperature * self.knobs["temperature_scale"]
         with generating(policy) as model, torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.seed * 1_000_003 + self.steps)
-            responses = generate_ids(model, tok, prompts, cfg.max_new_tokens, cfg.temperature, cfg.top_p)
+            torch.manual_seed(seed)
+            responses = generate_ids(model, tok, prompts, cfg.max_new_tokens, temperature, cfg.top_p)
         self.steps += 1
-        eos = tok.eos_token_id
-        rewards, failed, truncated = [], 0, 0
-        for k, ids in enumerate(responses):
-            truncated += eos not in ids
-            text = tok.decode(ids[: ids.index(eos)] if eos in ids else ids, skip_special_tokens=True)
-            value, bad = safe_reward(self.task, instances[k // cfg.group_size], text)
-            rewards.append(value)
-            failed += bad
+        t1, eos = time.perf_counter(), tok.eos_token_id
+        rollouts = [
+            Rollout(instances[k // cfg.group_size], decode_response(tok, ids), len(ids), eos in ids)
+            for k, ids in enumerate(responses)
+        ]
+        rewards, stats = self.scorer(rollouts, cfg.group_size, self.knobs["diversity"])
         batch = pack(prompts, responses, tok.pad_token_id, torch.tensor(rewards), cfg.group_size)
-        lengths = [len(r) for r in responses]
-        batch.stats = {
-            "rollout/reward_failures": float(failed),
-            "rollout/truncated_ratio": truncated / len(responses),
-            "rollout/response_length_mean": sum(lengths) / len(lengths),
-            "rollout/response_length_max": float(max(lengths)),
-        }
+        batch.seed, batch.stats = seed, stats | response_stats(rollouts)
+        batch.stats |= {"time/generate_s": t1 - t0, "time/score_s": time.perf_counter() - t1}
+        batch.stats["rollout/temperature"] = temperature
         return batch
 
     @property
@@ -128,6 +168,20 @@ class RolloutSource(Source):
 
     def load_state_dict(self, state: dict[str, int]) -> None:
         self.cursor, self.steps = int(state["cursor"]), int(state["steps"])
+
+
+def decode_response(tokenizer: Any, ids: list[int]) -> str:
+    eos = tokenizer.eos_token_id
+    return tokenizer.decode(ids[: ids.index(eos)] if eos in ids else ids, skip_special_tokens=True)
+
+
+def response_stats(rollouts: list[Rollout]) -> dict[str, float]:
+    lengths = [r.n_tokens for r in rollouts]
+    return {
+        "rollout/truncated_ratio": sum(not r.finished for r in rollouts) / len(rollouts),
+        "rollout/response_length_mean": sum(lengths) / len(lengths),
+        "rollout/response_length_max": float(max(lengths)),
+    }
 
 
 def pack(

@@ -4,7 +4,7 @@ saves and restores every stateful piece by name."""
 import json
 import random
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, ClassVar, Literal, Protocol
 
 import numpy as np
 import torch
@@ -76,16 +76,30 @@ class TrainState:
 
 @dataclass
 class Knobs:
-    """Multipliers that actions turn (lower_lr halves `lr_scale`); kept across a rollback, so a lowered LR
-    stays lowered. Open: a later action may add its own knob, which its reader defaults to 1."""
+    """Values that actions turn (lower_lr halves `lr_scale`, diversify raises `temperature_scale` and
+    `diversity`); kept across a rollback, so a lowered LR stays lowered. Open: a later action may add its own
+    knob, which reads 1 until turned. A knob missing from an older checkpoint reads its default here, so
+    resuming one never turns an additive knob such as `diversity` on."""
 
-    values: dict[str, float] = field(default_factory=lambda: {"lr_scale": 1.0, "clip_scale": 1.0})
+    #: Readers: the engine (lr_scale, clip_scale), the rollout source (temperature_scale multiplies the
+    #: sampling temperature; diversity x the share of a group with the same response is taken off a reward).
+    DEFAULTS: ClassVar[dict[str, float]] = {
+        "lr_scale": 1.0,
+        "clip_scale": 1.0,
+        "temperature_scale": 1.0,
+        "diversity": 0.0,
+    }
+
+    values: dict[str, float] = field(default_factory=lambda: dict(Knobs.DEFAULTS))
 
     def __getitem__(self, name: str) -> float:
-        return self.values.get(name, 1.0)
+        return self.values.get(name, self.DEFAULTS.get(name, 1.0))
 
     def scale(self, name: str, factor: float) -> float:
-        self.values[name] = self[name] * factor
+        return self.set(name, self[name] * factor)
+
+    def set(self, name: str, value: float) -> float:
+        self.values[name] = float(value)
         return self.values[name]
 
     def state_dict(self) -> dict[str, Any]:

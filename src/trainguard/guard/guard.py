@@ -5,6 +5,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 
 from trainguard.errors import ConfigError
+from trainguard.guard import rl_detectors  # noqa: F401  (registers the RL detectors)
 from trainguard.guard.actions import ACTIONS
 from trainguard.guard.activations import ActivationConfig, ActivationMonitor
 from trainguard.guard.alerts import Alert, at_least
@@ -34,13 +35,27 @@ class GuardSection(Section):
     generation: GenerationConfig = Field(default_factory=GenerationConfig, description="Sample checks (opt-in).")
     policies: dict[str, str] = Field(
         default_factory=lambda: dict(DEFAULT_POLICIES),
-        description="Alert kind -> action: none | lower_lr | tighten_clip | skip_step | rollback | stop, or a "
-        "registered one (merged over the defaults).",
+        description="Alert kind -> action: none | lower_lr | tighten_clip | diversify | undiversify | skip_step | "
+        "skip_and_cool | rollback | stop, or a registered one (merged over the defaults). Info alerts may only "
+        "turn knobs (lower_lr, tighten_clip, diversify, undiversify); a stronger action they map to is ignored.",
     )
     lower_lr_factor: float = Field(0.5, gt=0, lt=1, description="lower_lr multiplies the LR scale by this.")
     tighten_clip_factor: float = Field(
         0.5, gt=0, lt=1, description="tighten_clip multiplies the clip scale (max_grad_norm's multiplier) by this."
     )
+    diversify_temperature_factor: float = Field(
+        1.25, gt=1, description="diversify multiplies the temperature scale (of RL sampling) by this."
+    )
+    max_temperature_scale: float = Field(
+        2.0, ge=1, description="...up to this multiple of the configured sampling temperature."
+    )
+    diversity_step: float = Field(
+        0.1,
+        gt=0,
+        description="diversify adds this to the diversity knob: each reward loses diversity x the share of its "
+        "group that gave the identical response.",
+    )
+    max_diversity: float = Field(0.5, ge=0, description="...up to this diversity.")
     grace_steps: int = Field(
         0,
         ge=0,

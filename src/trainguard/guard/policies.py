@@ -21,7 +21,18 @@ DEFAULT_POLICIES: dict[str, str] = {
     "imbalance": "none",
     "mode_collapse": "none",
     "drift": "none",
+    # RL (rl_detectors.py): a hacked or blown-up policy is rolled back; a collapsed one is made to explore.
+    "reward_hacking": "rollback",
+    "entropy_collapse": "diversify",
+    "zero_spread": "diversify",
+    "diversity_recovered": "undiversify",
+    "kl_blowup": "rollback",
+    "reward_failures": "none",
 }
+
+#: The strongest action an info alert may ask for: a knob turn (undiversify on recovery), never a skip,
+#: rollback or stop, which only a warning justifies.
+INFO_MAX_STRENGTH = 1
 
 
 @dataclass
@@ -38,14 +49,17 @@ class Decision:
 
 
 def decide(alerts: list[Alert], policies: dict[str, str]) -> Decision:
-    """The strongest action any warning or critical alert maps to; info alerts are only recorded."""
-    decision = Decision()
+    """The strongest action the alerts map to. Info alerts may only turn knobs (strength <= 1); anything
+    stronger they map to is recorded, not acted on. At equal strength a warning's action beats an info's."""
+    decision, rank = Decision(), (0, False)
     for alert in alerts:
-        if alert.severity == "info":
-            continue
         action = policies.get(alert.kind, "none")
-        if strength(action) > strength(decision.action):
-            decision = Decision(action, [alert])
-        elif action == decision.action and action != "none":
+        info = alert.severity == "info"
+        if action == "none" or (info and strength(action) > INFO_MAX_STRENGTH):
+            continue
+        this = (strength(action), not info)
+        if this > rank:
+            decision, rank = Decision(action, [alert]), this
+        elif action == decision.action:
             decision.alerts.append(alert)
     return decision

@@ -1,6 +1,6 @@
 """Objectives: (model, batch) -> loss terms; importing this package registers them all."""
 
-from trainguard.objectives import grpo, reward, sft  # noqa: F401  (registers "grpo", "reward" and "sft")
+from trainguard.objectives import grpo, ppo, reward, sft  # noqa: F401  (registers each objective)
 from trainguard.objectives.base import (
     OBJECTIVES,
     STEP_PLUGINS,
