@@ -320,6 +320,7 @@ def _store(run_dir: PathLike | RunResult) -> Path:
 
 def _result(path: Path, status: str) -> RunResult:
     """The run as its folder records it: stages from metrics.db (the whole stage, across resumes)."""
+
     def accuracy(when: str) -> float | None:
         file = path / "eval" / f"{when}.json"
         return json.loads(file.read_text())["accuracy"] if file.is_file() else None

@@ -25,6 +25,8 @@ ONSET_SHARES = (75 / 160, 103 / 160, 131 / 160)
 
 def onsets(steps: int) -> list[int]:
     return sorted({max(2, round(share * steps)) for share in ONSET_SHARES})
+
+
 # fault kind -> two variants of (magnitude, duration, extra spec keys)
 VARIANTS: dict[str, list[tuple[float, int, dict[str, Any]]]] = {
     "nan_loss": [(1.0, 1, {}), (1.0, 3, {})],

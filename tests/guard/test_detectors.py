@@ -90,6 +90,7 @@ def test_vanishing_gradient_boundary():
     d = GradNormDetector(GradNormConfig())
     assert d.observe(m(grad=1e-8), 0) == []
     assert d.observe(m(grad=9e-9), 1)[0].kind == "grad_vanishing"
+    assert d.observe(m(loss=0.0, grad=0.0), 2) == []  # nothing to learn (an RL step with no reward spread)
 
 
 def test_loss_spike_six_sigma_boundary():

@@ -186,6 +186,22 @@ def test_entropy_between_the_bounds_neither_warns_nor_recovers():
     assert run(make("entropy_collapse"), entropy([2.0] * 5 + [0.9, 0.61, 0.95, 0.7] * 5)) == []
 
 
+def test_entropy_falling_while_the_reward_rises_or_everything_is_solved_is_convergence():
+    # the policy gets right: entropy falls to 10% of its start while the reward climbs (a full window)
+    learning = [rl(**{"rl/entropy": 2.0 - 0.06 * i, "rollout/reward_mean": 0.02 * i}) for i in range(31)]
+    assert run(make("entropy_collapse"), learning) == []  # below 30% of the start from step 24 on
+    rising = [rl(**{"rl/entropy": v, "rollout/reward_mean": 0.03 * i}) for i, v in enumerate([2.0] * 5 + [0.2] * 25)]
+    # no evidence of learning until the window fills (step 19): it warns at 5 and 15, then falls silent
+    assert run(make("entropy_collapse"), rising) == [
+        (5, "entropy_collapse", "warning"),
+        (15, "entropy_collapse", "warning"),
+    ]
+    flat_solved = [rl(**{"rl/entropy": v, "rollout/success_rate": 0.95}) for v in [2.0] * 5 + [0.2] * 25]
+    assert run(make("entropy_collapse"), flat_solved) == []
+    flat_failing = [rl(**{"rl/entropy": v, "rollout/success_rate": 0.1}) for v in [2.0] * 5 + [0.2] * 25]
+    assert run(make("entropy_collapse"), flat_failing)[0] == (5, "entropy_collapse", "warning")
+
+
 def test_recover_fraction_below_min_fraction_is_refused():
     with pytest.raises(ValidationError, match="recover_fraction"):
         EntropyCollapseConfig(min_fraction=0.5, recover_fraction=0.4)
@@ -202,6 +218,11 @@ def test_zero_spread_warns_every_patience_steps_and_recovers_once():
         (5, "zero_spread", "warning"),
         (7, "diversity_recovered", "info"),
     ]
+
+
+def test_no_spread_because_everything_is_solved_is_silent():
+    steps = [rl(**{"rollout/frac_reward_zero_std": 1.0, "rollout/success_rate": 1.0}) for _ in range(10)]
+    assert run(make("zero_spread"), steps) == []
 
 
 def test_zero_spread_interrupted_before_patience_is_silent():

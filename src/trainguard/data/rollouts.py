@@ -17,7 +17,7 @@ from torch import nn
 
 from trainguard.data.batches import special_prefix
 from trainguard.data.sources import SOURCES, Source, SourceConfig, SourceContext, generating
-from trainguard.eval.accuracy import HELDOUT_START, generate_ids, heldout_instances
+from trainguard.eval.accuracy import HELDOUT_START, generate_ids, generate_text, heldout_instances
 from trainguard.rl.rewards import (
     REWARD_FNS,
     RewardContext,
@@ -92,9 +92,53 @@ class HeldOut:
     max_new_tokens: int
     batch_size: int = 64
 
+    def scores(self, model: nn.Module, tokenizer: Any) -> list[tuple[float, bool]]:
+        """(verifier score, solved) per held-out prompt, answered greedily."""
+        out = []
+        for start in range(0, len(self.instances), self.batch_size):
+            chunk = self.instances[start : start + self.batch_size]
+            texts = generate_text(model, tokenizer, [i.prompt for i in chunk], self.max_new_tokens)
+            values = [float(self.task.score(i, t).value) for i, t in zip(chunk, texts, strict=True)]
+            out += [(v, v >= 1.0) for v in values]
+        return out
+
+
+class PoolSource(Source):
+    """A source that draws items (prompt ids, environment seeds) from a pool `start .. start+size-1`: item i
+    is perm_e[i mod size] with e = i // size and perm_e seeded by (seed, e), as the record stream is. Its
+    state is the cursor and the steps served (which seed each step's sampling)."""
+
+    seed: int
+    cursor: int = 0
+    steps: int = 0
+
+    def draw(self, count: int, size: int, start: int) -> list[int]:
+        out = []
+        for i in range(self.cursor, self.cursor + count):
+            gen = torch.Generator().manual_seed(self.seed * 1_000_003 + i // size)
+            out.append(start + int(torch.randperm(size, generator=gen)[i % size]))
+        self.cursor += count
+        return out
+
+    def step_seed(self) -> int:
+        """The seed of this step's sampling; moves on to the next step."""
+        self.steps += 1
+        return self.seed * 1_000_003 + self.steps - 1
+
+    def skip_past(self, position: dict[str, Any]) -> int:
+        skipped = int(position["cursor"]) - self.cursor
+        self.load_state_dict(position)
+        return skipped
+
+    def state_dict(self) -> dict[str, int]:
+        return {"cursor": self.cursor, "steps": self.steps}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.cursor, self.steps = int(state["cursor"]), int(state["steps"])
+
 
 @SOURCES.register("rollouts")
-class RolloutSource(Source):
+class RolloutSource(PoolSource):
     Config = RolloutSourceConfig
 
     def __init__(self, config: RolloutSourceConfig, ctx: SourceContext) -> None:
@@ -104,8 +148,6 @@ class RolloutSource(Source):
         self.scorer = Scorer(config.rewards, config.shaping, reward_ctx)
         self.prefix = special_prefix(ctx.tokenizer)
         self.seen_prompts = {r["prompt"] for r in ctx.records.train if "prompt" in r}
-        self.cursor = 0  # prompts drawn so far
-        self.steps = 0  # batches served: seeds each step's sampling
 
     @classmethod
     def build(cls, config: SourceConfig, ctx: SourceContext) -> "RolloutSource":
@@ -121,27 +163,17 @@ class RolloutSource(Source):
         instances = heldout_instances(self.task, cfg.eval_prompts, self.seen_prompts)
         return [HeldOut(self.task, instances, cfg.max_new_tokens)]
 
-    def prompt_ids(self, count: int) -> list[int]:
-        n = self.config.n_prompts
-        ids = []
-        for i in range(self.cursor, self.cursor + count):
-            gen = torch.Generator().manual_seed(self.seed * 1_000_003 + i // n)
-            ids.append(self.config.start + int(torch.randperm(n, generator=gen)[i % n]))
-        self.cursor += count
-        return ids
-
     def next_batch(self, policy: nn.Module | None = None) -> RolloutBatch:
         assert policy is not None, "rollouts need the live policy"
         cfg, tok = self.config, self.tokenizer
-        instances = [self.task.instance(i) for i in self.prompt_ids(cfg.prompts_per_step)]
+        instances = [self.task.instance(i) for i in self.draw(cfg.prompts_per_step, cfg.n_prompts, cfg.start)]
         prompts = [self.prefix + tok.encode(inst.prompt, add_special_tokens=False) for inst in instances]
         prompts = [p for p in prompts for _ in range(cfg.group_size)]
-        seed, t0 = self.seed * 1_000_003 + self.steps, time.perf_counter()
+        seed, t0 = self.step_seed(), time.perf_counter()
         temperature = cfg.temperature * self.knobs["temperature_scale"]
         with generating(policy) as model, torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             responses = generate_ids(model, tok, prompts, cfg.max_new_tokens, temperature, cfg.top_p)
-        self.steps += 1
         t1, eos = time.perf_counter(), tok.eos_token_id
         rollouts = [
             Rollout(instances[k // cfg.group_size], decode_response(tok, ids), len(ids), eos in ids)
@@ -157,17 +189,6 @@ class RolloutSource(Source):
     @property
     def epoch(self) -> float:
         return self.cursor / self.config.n_prompts
-
-    def skip_past(self, position: dict[str, Any]) -> int:
-        skipped = int(position["cursor"]) - self.cursor
-        self.cursor, self.steps = int(position["cursor"]), int(position["steps"])
-        return skipped
-
-    def state_dict(self) -> dict[str, int]:
-        return {"cursor": self.cursor, "steps": self.steps}
-
-    def load_state_dict(self, state: dict[str, int]) -> None:
-        self.cursor, self.steps = int(state["cursor"]), int(state["steps"])
 
 
 def decode_response(tokenizer: Any, ids: list[int]) -> str:
@@ -189,12 +210,20 @@ def pack(
 ) -> RolloutBatch:
     """Prompt + response rows, right-padded, with the response tokens marked."""
     rows = [p + r for p, r in zip(prompts, responses, strict=True)]
+    masks = [[0] * len(p) + [1] * len(r) for p, r in zip(prompts, responses, strict=True)]
+    return pack_rows(rows, masks, pad, rewards, group)
+
+
+def pack_rows(
+    rows: list[list[int]], masks: list[list[int]], pad: int, rewards: torch.Tensor, group: int
+) -> RolloutBatch:
+    """Token rows right-padded into a batch; `masks` mark each row's response (action) tokens."""
     width = max(len(r) for r in rows)
     input_ids = torch.full((len(rows), width), pad, dtype=torch.long)
     attention = torch.zeros_like(input_ids)
     response_mask = torch.zeros_like(input_ids)
-    for i, (p, r) in enumerate(zip(prompts, responses, strict=True)):
-        input_ids[i, : len(p) + len(r)] = torch.tensor(p + r)
-        attention[i, : len(p) + len(r)] = 1
-        response_mask[i, len(p) : len(p) + len(r)] = 1
+    for i, (row, mask) in enumerate(zip(rows, masks, strict=True)):
+        input_ids[i, : len(row)] = torch.tensor(row)
+        attention[i, : len(row)] = 1
+        response_mask[i, : len(row)] = torch.tensor(mask)
     return RolloutBatch(input_ids, attention, response_mask, rewards, group)

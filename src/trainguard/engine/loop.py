@@ -69,8 +69,17 @@ class Engine:
 
         def factor(base: float) -> float:
             peak = base * scale
-            return lr_at(self.state.stage_step, peak, self.pieces.total_steps, sched.warmup_steps,
-                         sched.min_lr_ratio, sched.name) * boost
+            return (
+                lr_at(
+                    self.state.stage_step,
+                    peak,
+                    self.pieces.total_steps,
+                    sched.warmup_steps,
+                    sched.min_lr_ratio,
+                    sched.name,
+                )
+                * boost
+            )
 
         return set_group_lrs(self.optimizer, factor)
 

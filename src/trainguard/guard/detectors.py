@@ -122,7 +122,7 @@ class GradNormDetector(WindowedDetector):
             limit := max(self.window.upper(c.sigmas), c.min_ratio * self.window.mean)
         ):
             alert = Alert("grad_explosion", "warning", step, g, limit, "skip the update")
-        elif g < c.vanish:
+        elif g < c.vanish and metrics.get("loss/train") != 0.0:  # a zero loss has nothing to teach (RL: no spread)
             alert = Alert("grad_vanishing", "warning", step, g, c.vanish, "check for dead units or a zero LR")
         if alert is None:
             self.window.push(g)

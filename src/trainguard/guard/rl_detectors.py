@@ -19,6 +19,13 @@ FAILURE_RATE = "rollout/reward_failure_rate"  # share of samples whose reward ra
 ENTROPY = "rl/entropy"  # mean token entropy of the sampled responses
 KL = "rl/kl"  # per-token KL to the frozen reference (only with a reference)
 APPROX_KL = "rl/approx_kl"  # how far the policy moved within the step
+SUCCESS = "rollout/success_rate"  # share of rollouts the verifier (or the environment) counts as solved
+
+
+def solved(metrics: dict[str, float], share: float) -> bool:
+    """Whether the step's rollouts are (almost) all solved: then low entropy and no spread are convergence."""
+    rate = read(metrics, SUCCESS)
+    return rate is not None and rate >= share
 
 
 def read(metrics: dict[str, float], key: str) -> float | None:
@@ -127,6 +134,15 @@ class EntropyCollapseConfig(DetectorConfig):
         description="Steps before a still-collapsed entropy alerts again (each alert turns diversify one notch "
         "further, up to its caps).",
     )
+    progress_window: int = Field(
+        20,
+        ge=2,
+        description="Steps over which a rising reward means learning: entropy falls as a policy gets right, so "
+        "low entropy alerts only while the reward's recent half is not above its older half.",
+    )
+    solved_share: float = Field(
+        0.9, gt=0, le=1, description="Rollout success rate at which low entropy is convergence, not collapse."
+    )
 
     @model_validator(mode="after")
     def _recover_above_collapse(self) -> "EntropyCollapseConfig":
@@ -153,19 +169,29 @@ class EntropyCollapseDetector(Detector):
         self.start: float | None = None
         self.collapsed = False
         self.last_alert: int | None = None
+        self.rewards: deque[float] = deque(maxlen=config.progress_window)
+
+    def learning(self) -> bool:
+        """The reward's recent half is above its older half (a full window only)."""
+        if len(self.rewards) < self.config.progress_window:
+            return False
+        values, half = list(self.rewards), self.config.progress_window // 2
+        return sum(values[half:]) / (len(values) - half) > sum(values[:half]) / half
 
     def observe(self, metrics: dict[str, float], step: int) -> list[Alert]:
         c = self.config
         entropy = read(metrics, ENTROPY)
         if entropy is None:
             return []
+        if (reward := read(metrics, REWARD)) is not None:
+            self.rewards.append(reward)
         if self.start is None:
             self.seen, self.total = self.seen + 1, self.total + entropy
             if self.seen >= c.warmup:
                 self.start = self.total / self.seen
             return []
         low, high = c.min_fraction * self.start, c.recover_fraction * self.start
-        if entropy < low:
+        if entropy < low and not (self.learning() or solved(metrics, c.solved_share)):
             if self.collapsed and self.last_alert is not None and step - self.last_alert < c.cooldown:
                 return []
             self.collapsed, self.last_alert = True, step
@@ -184,11 +210,13 @@ class EntropyCollapseDetector(Detector):
             "start": self.start,
             "collapsed": self.collapsed,
             "last_alert": self.last_alert,
+            "rewards": list(self.rewards),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.seen, self.total, self.start = state["seen"], state["total"], state["start"]
         self.collapsed, self.last_alert = state["collapsed"], state["last_alert"]
+        self.rewards = deque(state.get("rewards", []), maxlen=self.config.progress_window)
 
 
 class ZeroSpreadConfig(DetectorConfig):
@@ -196,6 +224,9 @@ class ZeroSpreadConfig(DetectorConfig):
         1.0, gt=0, le=1, description="Share of prompt groups with equal rewards that counts as no spread (1: all)."
     )
     patience: int = Field(3, ge=1, description="Consecutive steps without spread before alerting.")
+    solved_share: float = Field(
+        0.9, gt=0, le=1, description="Rollout success rate at which no spread means solved (no alert)."
+    )
 
 
 @DETECTORS.register("zero_spread")
@@ -218,7 +249,7 @@ class ZeroSpreadDetector(Detector):
         share = read(metrics, ZERO_STD)
         if share is None:
             return []
-        if share < c.min_share:
+        if share < c.min_share or solved(metrics, c.solved_share):
             self.over = 0
             if not self.alerted:
                 return []

@@ -7,7 +7,7 @@ import torch
 from accelerate import Accelerator
 from torch import nn
 
-from trainguard.data import rollouts  # noqa: F401  (registers the "rollouts" source, the RL default)
+from trainguard.data import episodes, rollouts  # noqa: F401  (register the RL sources; rollouts is the default)
 from trainguard.data.rollouts import RolloutBatch
 from trainguard.errors import ConfigError
 from trainguard.objectives.base import Objective, ObjectiveConfig, ObjectiveContext

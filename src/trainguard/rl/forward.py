@@ -7,8 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trainguard.data.rollouts import HeldOut, RolloutBatch
-from trainguard.eval.accuracy import generate_text
+from trainguard.data.rollouts import RolloutBatch
 from trainguard.rl.losses import entropy_from_logits
 
 
@@ -36,14 +35,14 @@ def reference_logprobs(reference: Any, batch: RolloutBatch) -> torch.Tensor:
 
 
 @torch.no_grad()
-def heldout_metrics(model: nn.Module, tokenizer: Any, held: list[HeldOut]) -> dict[str, float]:
-    """Greedy answers to held-out prompts, scored by the task's verifier: `eval/accuracy` (share scored 1) and
-    `eval/reward_mean` (mean verifier score), what `best/` and the curves are judged by in RL."""
-    scores: list[float] = []
-    for part in held:
-        for start in range(0, len(part.instances), part.batch_size):
-            chunk = part.instances[start : start + part.batch_size]
-            texts = generate_text(model, tokenizer, [i.prompt for i in chunk], part.max_new_tokens)
-            scores += [float(part.task.score(i, t).value) for i, t in zip(chunk, texts, strict=True)]
+def heldout_metrics(model: nn.Module, tokenizer: Any, held: list[Any]) -> dict[str, float]:
+    """Greedy answers to held-out prompts (or greedy episodes on held-out seeds), scored by the task's verifier
+    (or the environment): `eval/accuracy` (share solved) and `eval/reward_mean` (mean score or return), what
+    `best/` and the curves are judged by in RL."""
+    scores = [pair for part in held for pair in part.scores(model, tokenizer)]
     n = max(len(scores), 1)
-    return {"eval/accuracy": sum(s >= 1.0 for s in scores) / n, "eval/reward_mean": sum(scores) / n, "eval/n": n}
+    return {
+        "eval/accuracy": sum(ok for _, ok in scores) / n,
+        "eval/reward_mean": sum(v for v, _ in scores) / n,
+        "eval/n": float(len(scores)),
+    }

@@ -211,9 +211,9 @@ class Scorer:
             verified, _ = safe_scores(self.verifier, rollouts)
             stats["rollout/verifier_mean"] = sum(verified) / n
         total = [shaped(t, r, v >= 1.0, self.shaping) for t, r, v in zip(total, rollouts, verified, strict=True)]
-        if diversity > 0:
+        if diversity > 0:  # repeating a wrong answer costs; agreeing on a right one does not
             dup = group_duplicates([r.text for r in rollouts], group)
-            total = [t - diversity * d for t, d in zip(total, dup, strict=True)]
+            total = [t - diversity * d * (v < 1.0) for t, d, v in zip(total, dup, verified, strict=True)]
         stats |= {
             "rollout/reward_failures": float(failed),
             "rollout/reward_failure_rate": failed / (n * max(len(self.fns), 1)),

@@ -12,9 +12,7 @@ class StageProgress:
     """Shows step/total, ETA, loss, lr and throughput as a live bar; without one (a pipe, a log file,
     `progress: off`) it prints the same as a line every `log_every` steps, like the Trainer's logging_steps."""
 
-    def __init__(
-        self, console: Console, stage: str, total: int, start: int, enabled: bool, log_every: int = 0
-    ) -> None:
+    def __init__(self, console: Console, stage: str, total: int, start: int, enabled: bool, log_every: int = 0) -> None:
         self.enabled, self.console, self.stage, self.total, self.log_every = enabled, console, stage, total, log_every
         self.progress = Progress(
             TextColumn("[bold]{task.description}"),
