@@ -29,8 +29,10 @@ def rl_stage(objective: dict[str, Any], steps: int = 4, **source: Any) -> dict[s
     }
 
 
-def rl_config(tmp_path: Path, objective: dict[str, Any], steps: int = 4, **sections: Any) -> Path:
+def rl_config(
+    tmp_path: Path, objective: dict[str, Any], steps: int = 4, source: dict[str, Any] | None = None, **sections: Any
+) -> Path:
     tmp_path.mkdir(parents=True, exist_ok=True)
     cfg = tiny_config(tmp_path / "runs", **sections)
-    cfg["stages"] = [rl_stage(objective, steps)] if "stages" not in sections else cfg["stages"]
+    cfg["stages"] = [rl_stage(objective, steps, **(source or {}))] if "stages" not in sections else cfg["stages"]
     return write_config(tmp_path / "rl.yaml", cfg)

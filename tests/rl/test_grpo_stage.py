@@ -50,3 +50,24 @@ def test_a_crash_after_a_checkpoint_resumes_to_the_same_weights(tmp_path):
     resumed = api.resume(crashed)
     a, b = weights(straight.final), weights(resumed.final)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_rollback_and_skip_work_inside_an_rl_stage(tmp_path):
+    """A NaN loss at RL step 5 rolls back to the last healthy checkpoint and the prompts drawn since are skipped
+    (2 per step); a gradient spike at step 7 is skipped and cools the LR and clip (skip_and_cool). The length
+    proxy gives a random policy reward spread, hence gradients to spike."""
+    faults = [{"kind": "nan_loss", "at_step": 5}, {"kind": "grad_spike", "at_step": 7, "magnitude": 1e6}]
+    guard = {"policies": {"grad_explosion": "skip_and_cool"}}
+    source = {"rewards": [{"name": "length", "cap": 6}]}
+    cfg = rl_config(tmp_path, {"name": "grpo"}, steps=8, source=source, faults=faults, guard=guard)
+    run = api.run(cfg, overwrite=True)
+    actions = [e for e in api.events(run) if e.get("kind") == "action"]
+    rollback = next(e for e in actions if "rollback" in e["message"])
+    data = rollback["data"] if isinstance(rollback["data"], dict) else json.loads(rollback["data"])
+    assert data["onset"] == 5 and data["target"] == 4
+    assert data["skipped_samples"] == 2 * (5 - data["target"])
+    cool = next(e for e in actions if e["message"].startswith("skip_and_cool"))
+    assert "lr_scale now 0.5" in cool["message"] and "clip_scale now 0.5" in cool["message"]
+    skipped = [r["step"] for r in api.metrics(run) if r["key"] == "guard/skipped"]
+    assert skipped == [7]
+    assert run.final.is_dir()

@@ -1,7 +1,7 @@
 """What GRPO and PPO share: rollouts as their source, a reference for the KL, the rollout numbers they log,
 the step's time split, and a held-out greedy evaluation by the task's verifier that picks `best/`."""
 
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from accelerate import Accelerator
@@ -18,6 +18,7 @@ class PolicyGradientObjective(Objective):
     default_source = "rollouts"
     best_metric = "eval/reward_mean"
     best_mode = "max"
+    kl_field: ClassVar[str] = "kl_coef"  # the config key of the KL coefficient, for the error message
 
     def __init__(self, config: ObjectiveConfig, ctx: ObjectiveContext, kl_coef: float) -> None:
         super().__init__(config, ctx)
@@ -27,8 +28,6 @@ class PolicyGradientObjective(Objective):
                 f"objective.{self.kl_field}: {kl_coef} needs a reference policy: set the stage's "
                 "`reference: copy` (a frozen copy) or `reference: adapter` (LoRA off)"
             )
-
-    kl_field = "kl_coef"
 
     def rollout_metrics(self, batch: RolloutBatch) -> dict[str, torch.Tensor]:
         rewards = batch.rewards.float()
