@@ -32,6 +32,8 @@ def _default(field: Any) -> str:
         if field.default_factory is None:
             return "required"
         made = field.default_factory()
+        if isinstance(made, list) and all(isinstance(m, BaseModel) for m in made):
+            made = [m.model_dump(mode="json") for m in made]  # a list of sections reads as its YAML would
         return "see keys below" if isinstance(made, BaseModel) else f"`{made}`"
     value = field.default
     return "null" if value is None else f"`{value}`"

@@ -123,15 +123,26 @@ def test_a_guard_with_every_detector_runs_through_sft_and_rl_steps():
 
 # -- reward hacking -----------------------------------------------------------------------------------
 def test_reward_up_verifier_down_is_critical_once_per_window():
-    alerts = run(make("reward_hacking"), hacked(45))
+    alerts = run(make("reward_hacking", min_steps=20), hacked(45))
     assert alerts == [(19, "reward_hacking", "critical"), (39, "reward_hacking", "critical")]  # window refills
 
 
 def test_reward_hacking_values_are_the_halves_difference():
-    d = make("reward_hacking")
+    d = make("reward_hacking", min_steps=20)
     (alert,) = [a for i, s in enumerate(hacked(20)) for a in d.observe(s, i)]
     assert alert.value == pytest.approx(0.11) and alert.threshold == 0.05  # verifier fall: 0.02 x mean(1..10)
     assert alert.data["reward_rise"] == pytest.approx(0.10)
+
+
+def test_a_hack_that_takes_hold_in_a_few_steps_is_caught_once_eight_are_seen():
+    # the length proxy of examples/reward_hacking.yaml: the reward saturates and the verifier hits 0 in 8 steps
+    reward = [0.2, 0.21, 0.22, 0.34, 0.55, 0.8, 0.95, 0.97]
+    verifier = [0.23, 0.2, 0.06, 0.1, 0.0, 0.02, 0.0, 0.0]
+    steps = [
+        rl(**{"rollout/reward_mean": r, "rollout/verifier_mean": v}) for r, v in zip(reward, verifier, strict=True)
+    ]
+    assert run(make("reward_hacking"), steps) == [(7, "reward_hacking", "critical")]
+    assert run(make("reward_hacking", min_steps=9), steps) == []
 
 
 def test_reward_and_verifier_rising_together_is_silent():

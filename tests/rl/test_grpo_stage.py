@@ -4,6 +4,7 @@ are logged, and a crash after a checkpoint resumes to the same weights (the samp
 import json
 import shutil
 
+import pytest
 import torch
 from rl_helpers import rl_config
 from safetensors.torch import load_file
@@ -71,3 +72,19 @@ def test_rollback_and_skip_work_inside_an_rl_stage(tmp_path):
     skipped = [r["step"] for r in api.metrics(run) if r["key"] == "guard/skipped"]
     assert skipped == [7]
     assert run.final.is_dir()
+
+
+def test_a_lora_policy_measures_its_kl_against_itself_with_the_adapter_off(tmp_path):
+    source = {"rewards": [{"name": "length", "cap": 6}]}  # reward spread from the start, so the adapter moves
+    cfg = rl_config(
+        tmp_path,
+        {"name": "grpo", "beta": 0.1},
+        steps=4,
+        source=source,
+        model={"preset": "tiny", "lora": {"r": 4, "dropout": 0.0}},
+    )
+    text = cfg.read_text().replace("save_total_limit: null", "save_total_limit: null\n  reference: adapter")
+    cfg.write_text(text)
+    run = api.run(cfg, overwrite=True)
+    kl = [r["value"] for r in api.metrics(run) if r["key"] == "rl/kl"]
+    assert kl[0] == pytest.approx(0.0, abs=1e-7) and kl[-1] > 1e-6  # the base is the start; the adapter drifts

@@ -58,3 +58,13 @@ def test_a_ppo_crash_after_a_checkpoint_resumes_to_the_same_weights_and_value_he
     for name in ("model.safetensors", "heads/value_head/model.safetensors"):
         a, b = load_file(straight.final / name), load_file(resumed.final / name)
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
+
+
+def test_a_reward_model_path_that_does_not_exist_fails_before_the_first_step(tmp_path):
+    cfg = rl_config(tmp_path, {"name": "ppo"}, steps=2, source={"rewards": [{"name": "reward_model"}]})
+    cfg.write_text(
+        cfg.read_text().replace("save_total_limit: null", "save_total_limit: null\n  reward_model: /nowhere/rm")
+    )
+    with pytest.raises(ConfigError, match="/nowhere/rm"):
+        api.run(cfg, overwrite=True)
+    assert not (tmp_path / "runs" / "t" / "metrics.db").exists()

@@ -104,3 +104,28 @@ def test_pearson():
 def test_a_reward_model_function_without_a_reward_model_names_the_setting(ctx):
     with pytest.raises(ConfigError, match="reward_model"):
         RewardModelReward(RewardModelConfig(), ctx)
+
+
+def test_the_reward_model_function_scores_as_the_reward_model_does(tmp_path, ctx):
+    """An exported reward model, loaded as a stage's companion, scores rollouts exactly as its own
+    get_rewards does (the same text, separator and last token)."""
+    import torch
+    from transformers import LlamaForCausalLM
+
+    from trainguard.engine.companions import load_companion
+    from trainguard.models.presets import preset_config
+    from trainguard.models.tokenizer import byte_tokenizer
+    from trainguard.reward import RewardModel
+    from trainguard.reward.export import save_reward_model
+
+    tok = byte_tokenizer()
+    torch.manual_seed(0)
+    lm = LlamaForCausalLM(preset_config("tiny", len(tok), 256, tok.bos_token_id, tok.eos_token_id, tok.pad_token_id))
+    rm = RewardModel(lm, hidden_size=lm.config.hidden_size)
+    save_reward_model(rm, tok, tmp_path / "rm")
+    companion = load_companion(tmp_path / "rm", torch.device("cpu"))
+    fn = RewardModelReward(RewardModelConfig(), RewardContext(ctx.task, tok, 64, {"reward_model": companion}))
+    inst, rollouts = rollouts_of(ctx, ["cba", "abc", "a much longer answer", ""])
+    got = fn.score(rollouts)
+    want = rm.get_rewards([inst.prompt] * 4, [r.text for r in rollouts], tok, max_length=64).tolist()
+    assert got == pytest.approx(want, abs=1e-5) and len(set(got)) == 4

@@ -42,6 +42,9 @@ def half_change(values: list[float]) -> float:
 
 class RewardHackingConfig(DetectorConfig):
     window: int = Field(20, ge=4, description="Recent steps compared: their older half against their recent half.")
+    min_steps: int = Field(
+        8, ge=4, description="Armed once this many steps are in the window (a hack can take hold in a few steps)."
+    )
     min_rise: float = Field(
         0.05,
         ge=0,
@@ -87,13 +90,13 @@ class RewardHackingDetector(Detector):
         self.window.append((reward, read(metrics, VERIFIER)))
         corr = read(metrics, LENGTH_CORR)
         self.corr_over = self.corr_over + 1 if corr is not None and corr > c.max_length_corr else 0
-        if len(self.window) < c.window:
+        if len(self.window) < min(c.min_steps, c.window):
             return []
         rise = half_change([r for r, _ in self.window])
         if rise <= c.min_rise:
             return []
         verifier = [v for _, v in self.window if v is not None]
-        if len(verifier) == c.window and (fall := -half_change(verifier)) > c.min_fall:
+        if len(verifier) == len(self.window) and (fall := -half_change(verifier)) > c.min_fall:
             self.clear()
             why = "roll back: the optimised reward rises while the verifier falls (reward hacking)"
             return [Alert("reward_hacking", "critical", step, fall, c.min_fall, why, {"reward_rise": rise})]
