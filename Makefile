@@ -6,7 +6,7 @@ BIN     := $(VENV)/bin
 TORCH   ?= torch==2.13.0
 STAMP   := $(VENV)/.installed
 
-.PHONY: demo test test-fast bench lint clean docs sandbox
+.PHONY: demo test test-fast bench bench-trl lint clean docs sandbox
 
 # bubblewrap isolates model-written programs; without it the sandbox falls back to resource limits and says so.
 sandbox:
@@ -38,6 +38,20 @@ bench: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python bench/reward_model.py
 	HF_HUB_OFFLINE=1 $(BIN)/python bench/reward_constitution.py
 	HF_HUB_OFFLINE=1 $(BIN)/python bench/reward_epoch.py
+
+# TRL only ever lives in its own venv (the `bench` extra), never in .venv: trainguard does not depend on it.
+BENCH_VENV  := .venv-bench
+BENCH_STAMP := $(BENCH_VENV)/.installed
+
+$(BENCH_STAMP): pyproject.toml
+	test -d $(BENCH_VENV) || $(PY) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/pip install -q --upgrade pip
+	$(BENCH_VENV)/bin/pip install -q $(TORCH)
+	$(BENCH_VENV)/bin/pip install -q -e ".[bench]" $(TORCH)
+	touch $(BENCH_STAMP)
+
+bench-trl: $(BENCH_STAMP)
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 OMP_NUM_THREADS=2 $(BENCH_VENV)/bin/python bench/grpo_vs_trl.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench

@@ -140,3 +140,15 @@ def test_cli_version_prints_the_package_version():
 
     result = CliRunner().invoke(app, ["--version"])
     assert result.exit_code == 0 and result.output == f"trainguard {trainguard.__version__}\n"
+
+
+def test_a_run_gives_the_caller_its_torch_settings_back(tmp_path):
+    torch.use_deterministic_algorithms(False)
+    threads = torch.get_num_threads()
+    cfg = tiny_config(
+        tmp_path, run={"name": "t", "seed": 0, "out_dir": str(tmp_path), "threads": 1, "deterministic": True}
+    )
+    cfg["stages"][0]["max_steps"] = 2
+    trainguard.run(cfg)
+    assert not torch.are_deterministic_algorithms_enabled()  # the run had it on; the notebook gets it back off
+    assert torch.get_num_threads() == threads

@@ -103,7 +103,7 @@ def run(
 
     cfg = load_config(config, overrides)
     console = _console(quiet)
-    with _sigterm_interrupts(), _quiet_transformers():
+    with _sigterm_interrupts(), _quiet_transformers(), _torch_settings_restored():
         if resume and (cfg.run_dir / "manifest.json").is_file():
             saved = load_config(cfg.run_dir / "config.yaml")
             changed = config_diff(saved.model_dump(mode="json"), cfg.model_dump(mode="json"))
@@ -124,7 +124,7 @@ def run(
 def resume(run_dir: PathLike | RunResult, quiet: bool = True) -> RunResult:
     """Continue a run from its newest complete checkpoint, as `trainguard resume` does; a run that is already
     complete is left alone and summarised from its metrics.db."""
-    with _sigterm_interrupts(), _quiet_transformers():
+    with _sigterm_interrupts(), _quiet_transformers(), _torch_settings_restored():
         return _resume(_folder(run_dir), _console(quiet))
 
 
@@ -195,6 +195,22 @@ def _execute(pipeline: Pipeline, run_dir: RunDir, resume: bool) -> RunResult:
             run_dir.update_manifest(resumes=[*manifest.get("resumes", []), {"pid": os.getpid()}])
         run_dir.close(status=status)
     return _result(run_dir.path, status)
+
+
+@contextmanager
+def _torch_settings_restored() -> Iterator[None]:
+    """A run sets torch's process-wide switches (deterministic kernels, threads); the caller's notebook or
+    script gets its own back afterwards."""
+    import torch
+
+    det, warn = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
+    fill, threads = torch.utils.deterministic.fill_uninitialized_memory, torch.get_num_threads()  # type: ignore[attr-defined]
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(det, warn_only=warn)
+        torch.utils.deterministic.fill_uninitialized_memory = fill  # type: ignore[attr-defined]
+        torch.set_num_threads(threads)
 
 
 @contextmanager

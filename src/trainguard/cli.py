@@ -170,7 +170,10 @@ def faults_bench(
 def monitor(
     run_dir: Annotated[Path, typer.Argument(help="Run folder (may be training right now).")],
     once: Annotated[bool, typer.Option(help="Print one snapshot and exit.")] = False,
-    plot: Annotated[Path | None, typer.Option(help="Write loss, grad norm and LR with alert markers (PNG).")] = None,
+    plot: Annotated[
+        Path | None,
+        typer.Option(help="Write loss, grad norm, LR, RL reward and each constraint's λ with alert markers (PNG)."),
+    ] = None,
     export: Annotated[Path | None, typer.Option("--export", help="Write all metrics as CSV.")] = None,
     interval: Annotated[float, typer.Option(help="Seconds between refreshes.")] = 2.0,
 ) -> None:

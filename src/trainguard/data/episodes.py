@@ -125,7 +125,7 @@ class EpisodeSource(PoolSource):
             rewards = [r - diversity * d * (not t.success) for r, d, t in zip(rewards, dup, runs, strict=True)]
         batch = pack_transcripts(runs, tok.pad_token_id, torch.tensor(rewards), cfg.group_size)
         n = len(runs)
-        batch.seed = seed
+        batch.seed, batch.texts = seed, [t.last_action for t in runs]
         batch.stats = {
             "rollout/success_rate": sum(t.success for t in runs) / n,
             "rollout/return_mean": sum(t.ret for t in runs) / n,

@@ -66,6 +66,7 @@ class RolloutBatch:
     stats: dict[str, float] = field(default_factory=dict)  # per-step numbers the objective logs
     seed: int = 0  # of the step's sampling; an objective's minibatch shuffle draws from it too
     extras: dict[str, torch.Tensor] = field(default_factory=dict)  # per-row tensors an objective adds (old log-probs)
+    texts: list[str] = field(default_factory=list)  # each row's response as text (what constraints measure)
 
     @property
     def n_tokens(self) -> int:
@@ -74,13 +75,16 @@ class RolloutBatch:
     def to(self, device: torch.device) -> "RolloutBatch":
         moved = (t.to(device) for t in (self.input_ids, self.attention_mask, self.response_mask, self.rewards))
         extras = {k: v.to(device) for k, v in self.extras.items()}
-        return RolloutBatch(*moved, group_size=self.group_size, stats=self.stats, seed=self.seed, extras=extras)
+        return RolloutBatch(
+            *moved, group_size=self.group_size, stats=self.stats, seed=self.seed, extras=extras, texts=self.texts
+        )
 
     def select(self, rows: torch.Tensor) -> "RolloutBatch":
         """A minibatch of rows (groups are not kept together: advantages are computed before)."""
         picked = (t[rows] for t in (self.input_ids, self.attention_mask, self.response_mask, self.rewards))
         extras = {k: v[rows] for k, v in self.extras.items()}
-        return RolloutBatch(*picked, group_size=1, stats=self.stats, seed=self.seed, extras=extras)
+        texts = [self.texts[i] for i in rows.tolist()] if self.texts else []
+        return RolloutBatch(*picked, group_size=1, stats=self.stats, seed=self.seed, extras=extras, texts=texts)
 
 
 @dataclass
@@ -181,7 +185,7 @@ class RolloutSource(PoolSource):
         ]
         rewards, stats = self.scorer(rollouts, cfg.group_size, self.knobs["diversity"])
         batch = pack(prompts, responses, tok.pad_token_id, torch.tensor(rewards), cfg.group_size)
-        batch.seed, batch.stats = seed, stats | response_stats(rollouts)
+        batch.seed, batch.stats, batch.texts = seed, stats | response_stats(rollouts), [r.text for r in rollouts]
         batch.stats |= {"time/generate_s": t1 - t0, "time/score_s": time.perf_counter() - t1}
         batch.stats["rollout/temperature"] = temperature
         return batch

@@ -90,6 +90,9 @@ class Engine:
         if faults is not None:
             micro = [faults.batch(mb, step) if isinstance(mb, TokenBatch) else mb for mb in micro]
             faults.model(self.model, step, self.optimizer)
+        for mb in micro:
+            for plugin in self.pieces.plugins:
+                plugin.prepare(mb)
         alerts = self.guard.check_batches(micro, step, self.hooks.decode) if self.guard is not None else []
         early = self.guard.decide(alerts) if self.guard is not None else Decision()
         if early.at_least("skip_step"):
@@ -153,6 +156,7 @@ class Engine:
         for mb in update:
             with self.accelerator.autocast():
                 out = self.objective.loss(self.model, mb.to(self.accelerator.device))
+                out.extras.setdefault("units", self.objective.weight(mb))
                 for plugin in self.pieces.plugins:
                     out.terms |= plugin.terms(mb, out)
             loss = out.total / units
@@ -286,11 +290,15 @@ class Engine:
                 continue
             self.state.stage_step += 1
             self.state.global_step += 1
+            after: dict[str, float] = {}
             if "guard/skipped" not in metrics:  # plug-ins learn only from applied steps
                 for piece in (self.objective, *self.pieces.plugins):
-                    metrics |= piece.after_step(metrics)
+                    after |= piece.after_step(metrics | after)
+            metrics |= after
             self.log(metrics)
             self.act(decision)
+            if after and self.guard is not None:
+                self.check_after(metrics)
             generation = self.pieces.generation
             if generation is not None and generation.due(self.state.global_step):
                 self.check_generation()
@@ -308,6 +316,16 @@ class Engine:
         self.result.steps = self.state.stage_step
         self.result.seconds = time.perf_counter() - t0
         return self.result
+
+    def check_after(self, metrics: dict[str, float]) -> None:
+        """The guard's "after" detectors on what the plug-ins made of the applied step (a constraint's
+        satisfaction); the update stands, so their actions are knobs or a stop."""
+        assert self.guard is not None
+        step = self.state.global_step
+        alerts = self.guard.observe(metrics, step, "after", grace=self.in_grace(step))
+        for alert in alerts:
+            self.hooks.alert(alert)
+        self.act(self.guard.decide(alerts))
 
     def act(self, decision: Decision) -> None:
         """Apply a decision that leaves the step in place (knob actions, skip, stop; rollback came before)."""

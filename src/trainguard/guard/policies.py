@@ -28,6 +28,8 @@ DEFAULT_POLICIES: dict[str, str] = {
     "diversity_recovered": "undiversify",
     "kl_blowup": "rollback",
     "reward_failures": "none",
+    "constraint_unsatisfied": "none",
+    "constraint_nan": "none",
 }
 
 #: The strongest action an info alert may ask for: a knob turn (undiversify on recovery), never a skip,

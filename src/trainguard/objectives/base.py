@@ -133,8 +133,8 @@ class StepPluginConfig(Section):
 class StepPlugin:
     """A piece beside the objective (a constraint's multiplier), listed in a stage's `plugins`: adds
     differentiable terms to the loss and updates its own state from each applied engine step's synced
-    numbers, by the same rule as `Objective.after_step`. Its state is checkpointed under `plugin/<name>`
-    and restored by a rollback."""
+    numbers, by the same rule as `Objective.after_step`; the guard's "after" detectors read what it returns.
+    Its state is checkpointed under `plugin/<name>` and restored by a rollback."""
 
     Config: ClassVar[type[StepPluginConfig]] = StepPluginConfig
 
@@ -145,7 +145,12 @@ class StepPlugin:
     def key(self) -> str:
         return self.config.name
 
+    def prepare(self, batch: Any) -> None:
+        """Once per micro-batch the source served, before any forward pass (an RL constraint folds its cost into
+        the batch's rewards here, so every objective's advantages see it)."""
+
     def terms(self, batch: Any, out: LossOutput) -> dict[str, torch.Tensor]:
+        """Differentiable terms, each summed over the micro-batch's loss units (`out.extras["units"]`)."""
         return {}
 
     def after_step(self, metrics: dict[str, float]) -> dict[str, float]:

@@ -44,7 +44,7 @@ class SFTObjective(Objective):
         # Right padding under a causal mask cannot change real positions, so no attention mask is passed.
         logits = model(input_ids=batch.input_ids).logits  # (B, T, V)
         loss_sum = token_cross_entropy_sum(logits, batch.input_ids, target_mask(batch, self.config.loss_on))
-        return LossOutput({"task": loss_sum})
+        return LossOutput({"task": loss_sum}, extras={"logits": logits})
 
     def evaluate(self, model: nn.Module, batches: list[Any], accelerator: Accelerator) -> dict[str, float]:
         metrics = super().evaluate(model, batches, accelerator)

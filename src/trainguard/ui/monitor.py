@@ -135,7 +135,8 @@ def watch(run_dir: Path, console: Any, interval: float = 2.0, once: bool = False
 
 
 def plot(run_dir: Path, out: Path) -> None:
-    """Loss (train and eval), grad norm and LR against step, with a line at every alert above info."""
+    """Loss (train and eval), grad norm and LR against step, with a line at every alert above info; an RL run
+    adds its reward (and held-out accuracy), a constrained one each constraint's value, target and λ."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -143,21 +144,29 @@ def plot(run_dir: Path, out: Path) -> None:
 
     snap = read_snapshot(run_dir)
     alerts = read_table(Path(run_dir) / "metrics.db", "alerts")
-    fig, axes = plt.subplots(3, 1, figsize=(10, 8), sharex=True)
-    panels = ((("loss/train", "train"), ("loss/eval", "eval")), (("grad/norm", "grad norm"),), (("opt/lr", "lr"),))
+    panels: list[tuple[tuple[str, str], ...]] = [
+        (("loss/train", "train"), ("loss/eval", "eval")),
+        (("grad/norm", "grad norm"),),
+        (("opt/lr", "lr"),),
+    ]
+    if "rollout/reward_mean" in snap.series:
+        panels.append((("rollout/reward_mean", "reward"), ("eval/accuracy", "held-out accuracy")))
+    for name in sorted({k.split("/")[1] for k in snap.series if k.startswith("constraint/") and k.endswith("/lambda")}):
+        keys = ("value", "target", "lambda")
+        panels.append(tuple((f"constraint/{name}/{k}", f"{name} {k}") for k in keys))
+    fig, axes = plt.subplots(len(panels), 1, figsize=(10, 2.7 * len(panels)), sharex=True)
     for ax, keys in zip(axes, panels, strict=True):
         for key, label in keys:
             pts = snap.series.get(key, [])
             if pts:
-                ax.plot(
-                    [s for s, _ in pts], [v for _, v in pts], label=label, marker="o" if key == "loss/eval" else None
-                )
+                marker = "o" if key in ("loss/eval", "eval/accuracy") else None
+                ax.plot([s for s, _ in pts], [v for _, v in pts], label=label, marker=marker)
         ax.legend(loc="upper right")
         for a in alerts:
             if a["severity"] != "info" and a["step"]:
                 ax.axvline(a["step"], color="red" if a["severity"] == "critical" else "orange", alpha=0.5, lw=1)
     axes[1].set_yscale("log")
-    axes[2].set_xlabel("step")
+    axes[-1].set_xlabel("step")
     axes[0].set_title(f"{run_dir} (red/orange lines: critical/warning alerts)")
     fig.tight_layout()
     tmp = out.with_name(f".{out.name}.tmp.png")

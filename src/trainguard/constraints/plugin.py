@@ -1,0 +1,110 @@
+"""Constraints in a training stage: `plugins: [{name: constraints, constraints: [...]}]`.
+
+Each constraint has a multiplier (a `DualOptimizer` entry: target, controller, dual rate, λ_max) and a measure
+from the library (`measure: {name: format, kind: regex, pattern: ...}`). The measured violation, never
+differentiated, drives λ; the gradient comes from where the stage can take it:
+- **RL stages** (rollouts, episodes): each response's violation v_k is a cost, folded into its reward before
+  the objective sees it, r' = (r − Σ λ_k v_k) / (1 + Σ λ_k) (the PPO-Lagrangian actor's (A_r − λ A_c)/(1 + λ),
+  computed on rewards: advantages are linear in them). The step's mean violation updates λ.
+- **SFT stages**: the measure's differentiable surrogate on the batch's completion tokens (format: the
+  probability mass on bytes that break the structure, or the NLL) enters the loss as λ_k · L_k (the constant
+  −λ_k c_k of the Lagrangian has no gradient); greedy answers to `prompts` every `measure_every` steps update λ.
+"""
+
+from typing import Any, Literal
+
+import torch
+from pydantic import Field, field_validator
+
+from trainguard.constraints.dual import ConstraintSpec, DualConfig, DualOptimizer
+from trainguard.constraints.library import CONSTRAINT_KINDS, ConstraintConfig, build_constraint
+from trainguard.constraints.schedules import PhaseTighteningConfig, TargetSchedule
+from trainguard.data.batches import TokenBatch
+from trainguard.data.rollouts import RolloutBatch
+from trainguard.data.sources import generating
+from trainguard.eval.accuracy import generate_text, heldout_instances
+from trainguard.objectives.base import STEP_PLUGINS, LossOutput, ObjectiveContext, StepPlugin, StepPluginConfig
+from trainguard.tasks import build_task
+
+
+class StageConstraint(ConstraintSpec):
+    measure: ConstraintConfig = Field(
+        description="How the violation is measured: a library kind, {name: format | safety | plan | ..., ...}."
+    )
+
+    @field_validator("measure", mode="before")
+    @classmethod
+    def _kind(cls, value: Any) -> Any:
+        return CONSTRAINT_KINDS.config_of(value)
+
+
+class ConstraintsConfig(StepPluginConfig):
+    name: Literal["constraints"] = "constraints"
+    constraints: list[StageConstraint] = Field(min_length=1, description="Each {name, target, controller, measure}.")
+    schedule: TargetSchedule | None = Field(None, description="Targets by step: {0: {name: t}, 25: {...}}.")
+    tightening: PhaseTighteningConfig | None = Field(None, description="Exploration → refinement → hardening.")
+    measure_every: int = Field(10, gt=0, description="SFT: steps between greedy measurements (RL: every step).")
+    task: str | None = Field(None, description="SFT: the task whose held-out prompts are answered to measure.")
+    params: dict[str, Any] = Field(default_factory=dict, description="That task's parameters.")
+    prompts: int = Field(64, gt=0, description="SFT: held-out prompts answered per measurement.")
+    max_new_tokens: int = Field(32, gt=0, description="SFT: longest measured answer.")
+    satisfaction_window: int = Field(50, gt=0, description="Updates over which the satisfaction rate is reported.")
+
+
+@STEP_PLUGINS.register("constraints")
+class ConstraintsPlugin(StepPlugin):
+    Config = ConstraintsConfig
+    config: ConstraintsConfig
+
+    def __init__(self, config: ConstraintsConfig, ctx: ObjectiveContext) -> None:
+        super().__init__(config, ctx)
+        specs = [c.model_dump(exclude={"measure"}) for c in config.constraints]
+        dual = {"constraints": specs, "schedule": config.schedule, "tightening": config.tightening}
+        self.dual = DualOptimizer(DualConfig.model_validate(dual))
+        self.measures = {c.name: build_constraint(c.measure) for c in config.constraints}
+        self.steps = 0
+        self.pending: dict[str, float] | None = None  # this step's measured violations (RL: from its rollouts)
+        self.prompts: list[str] = []
+        if config.task is not None:
+            task = build_task(config.task, config.params)
+            self.prompts = [i.prompt for i in heldout_instances(task, config.prompts, set())]
+
+    def prepare(self, batch: Any) -> None:
+        if not isinstance(batch, RolloutBatch) or not batch.texts:
+            return
+        lams = self.dual.get_dual_values()
+        violations = {k: m.violation(batch.texts) for k, m in self.measures.items()}
+        cost = torch.tensor([sum(lams[k] * v[i] for k, v in violations.items()) for i in range(len(batch.texts))])
+        batch.rewards = (batch.rewards.float() - cost) / (1 + sum(lams.values()))
+        self.pending = {k: sum(v) / len(v) for k, v in violations.items()}
+
+    def terms(self, batch: Any, out: LossOutput) -> dict[str, torch.Tensor]:
+        if not isinstance(batch, TokenBatch) or "logits" not in out.extras:
+            return {}
+        lams, units = self.dual.get_dual_values(), out.extras["units"]
+        terms = {}
+        for name, measure in self.measures.items():
+            if lams[name] > 0 and hasattr(measure, "complies"):  # format kinds: a surrogate on the logits
+                surrogate = measure.surrogate(out.extras["logits"], batch.input_ids, batch.completion_mask)
+                terms[f"constraint_{name}"] = lams[name] * surrogate * units
+        return terms
+
+    def after_step(self, metrics: dict[str, float]) -> dict[str, float]:
+        self.steps += 1
+        self.dual.set_step(self.steps)
+        measured, self.pending = self.pending, None
+        if measured is None and self.prompts and self.steps % self.config.measure_every == 0:
+            with generating(self.ctx.model) as model:
+                texts = generate_text(model, self.ctx.tokenizer, self.prompts, self.config.max_new_tokens)
+            measured = {k: m.value(texts) for k, m in self.measures.items()}
+        if measured is not None:
+            self.dual.update_duals(measured)
+        rates = self.dual.satisfaction_rate(self.config.satisfaction_window)
+        return self.dual.metrics() | {f"constraint/{k}/satisfaction": v for k, v in rates.items() if v == v}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"dual": self.dual.state_dict(), "steps": self.steps}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.dual.load_state_dict(state["dual"])
+        self.steps = int(state["steps"])
