@@ -1,6 +1,8 @@
 """The constraints plug-in in a stage: an RL constraint folds its cost into the rewards, an SFT constraint adds a
 surrogate whose gradient reaches the logits, measurements move λ, and the numbers reach the store."""
 
+import json
+
 import pytest
 import torch
 from pydantic import ValidationError
@@ -11,6 +13,7 @@ from trainguard.constraints.plugin import ConstraintsConfig, ConstraintsPlugin
 from trainguard.data.batches import TokenBatch
 from trainguard.data.rollouts import RolloutBatch
 from trainguard.objectives.base import LossOutput, ObjectiveContext
+from trainguard.rl.advantages import lagrangian_rewards
 
 LOWER = {"name": "format", "kind": "regex", "pattern": "[a-z]{1,8}"}
 
@@ -33,7 +36,10 @@ def test_an_rl_constraint_charges_each_violating_response_and_moves_lambda():
     p.dual.controllers["fmt"].lam = 1.0
     batch = rollouts(["abc", "ABC", "abcdefghijk", "xyz"], [1.0, 1.0, 0.5, 0.0])
     p.prepare(batch)
-    assert batch.rewards.tolist() == pytest.approx([0.5, 0.0, -0.25, 0.0])  # (r - 1 * v) / (1 + 1)
+    assert batch.extras["costs"].tolist() == [[0.0], [1.0], [1.0], [0.0]]
+    assert batch.extras["cost_weights"].tolist() == [[1.0]] * 4
+    charged = lagrangian_rewards(batch.rewards, batch.extras["costs"], batch.extras["cost_weights"])
+    assert charged.tolist() == pytest.approx([0.5, 0.0, -0.25, 0.0])  # (r - 1 * v) / (1 + 1), GRPO's rewards
     metrics = p.after_step({})
     assert metrics["constraint/fmt/value"] == 0.5
     assert metrics["constraint/fmt/lambda"] == pytest.approx(1.0 + 0.5 * (0.5 - 0.05))  # ga: λ + η (v - c)
@@ -84,7 +90,22 @@ def test_a_constrained_grpo_stage_logs_lambda_and_resumes_its_state(tmp_path):
     lam = [r["value"] for r in api.metrics(run) if r["key"] == "constraint/fmt/lambda"]
     value = [r["value"] for r in api.metrics(run) if r["key"] == "constraint/fmt/value"]
     assert len(lam) == 4 and len(value) == 4 and lam[-1] > 0  # a random policy violates: λ rises
-    import json
-
     state = json.loads((run.path / "checkpoints" / "step-000004" / "state.json").read_text())
     assert state["plugin/constraints"]["dual"]["controllers"]["fmt"]["lam"] == pytest.approx(lam[-1])
+
+
+def test_ppo_learns_a_cost_critic_per_constraint_and_exports_it(tmp_path):
+    cfg = rl_config(
+        tmp_path, {"name": "ppo", "num_minibatches": 2}, steps=3, source={"rewards": [{"name": "length", "cap": 6}]}
+    )
+    text = cfg.read_text().replace(
+        "save_total_limit: null",
+        "save_total_limit: null\n  plugins:\n  - {name: constraints, constraints: [{name: fmt, target: 0.05, "
+        "lambda_init: 1.0, measure: {name: format, kind: regex, pattern: '[a-z]{1,8}'}}]}",
+    )
+    cfg.write_text(text)
+    run = api.run(cfg, overwrite=True)
+    head = run.final / "heads" / "cost_critic_fmt" / "model.safetensors"
+    assert head.is_file()
+    lam = [r["value"] for r in api.metrics(run) if r["key"] == "constraint/fmt/lambda"]
+    assert len(lam) == 3 and lam[0] > 1.0  # a random policy's answers break the format: λ rises from 1

@@ -3,9 +3,10 @@
 Each constraint has a multiplier (a `DualOptimizer` entry: target, controller, dual rate, λ_max) and a measure
 from the library (`measure: {name: format, kind: regex, pattern: ...}`). The measured violation, never
 differentiated, drives λ; the gradient comes from where the stage can take it:
-- **RL stages** (rollouts, episodes): each response's violation v_k is a cost, folded into its reward before
-  the objective sees it, r' = (r − Σ λ_k v_k) / (1 + Σ λ_k) (the PPO-Lagrangian actor's (A_r − λ A_c)/(1 + λ),
-  computed on rewards: advantages are linear in them). The step's mean violation updates λ.
+- **RL stages** (rollouts, episodes): each response's violation v_k is a cost handed to the objective with its
+  λ_k. PPO learns a cost critic per constraint and follows (A_r − Σ λ_k A_k) / (1 + Σ λ_k) (PPO-Lagrangian);
+  GRPO charges the rewards, r' = (r − Σ λ_k v_k) / (1 + Σ λ_k) (its advantages are linear in them). The step's
+  mean violation updates λ.
 - **SFT stages**: the measure's differentiable surrogate on the batch's completion tokens (format: the
   probability mass on bytes that break the structure, or the NLL) enters the loss as λ_k · L_k (the constant
   −λ_k c_k of the Lagrangian has no gradient); greedy answers to `prompts` every `measure_every` steps update λ.
@@ -50,6 +51,9 @@ class ConstraintsConfig(StepPluginConfig):
     max_new_tokens: int = Field(32, gt=0, description="SFT: longest measured answer.")
     satisfaction_window: int = Field(50, gt=0, description="Updates over which the satisfaction rate is reported.")
 
+    def cost_names(self) -> list[str]:
+        return [c.name for c in self.constraints]
+
 
 @STEP_PLUGINS.register("constraints")
 class ConstraintsPlugin(StepPlugin):
@@ -70,12 +74,14 @@ class ConstraintsPlugin(StepPlugin):
             self.prompts = [i.prompt for i in heldout_instances(task, config.prompts, set())]
 
     def prepare(self, batch: Any) -> None:
+        """RL: each response's violations become its costs (B, K) with their λ (B, K), for the objective to
+        charge (GRPO: in the rewards; PPO: through a cost critic each); the step's mean updates λ."""
         if not isinstance(batch, RolloutBatch) or not batch.texts:
             return
-        lams = self.dual.get_dual_values()
         violations = {k: m.violation(batch.texts) for k, m in self.measures.items()}
-        cost = torch.tensor([sum(lams[k] * v[i] for k, v in violations.items()) for i in range(len(batch.texts))])
-        batch.rewards = (batch.rewards.float() - cost) / (1 + sum(lams.values()))
+        lams = self.dual.get_dual_values()
+        batch.extras["costs"] = torch.tensor(list(violations.values()), dtype=torch.float32).T  # (B, K)
+        batch.extras["cost_weights"] = torch.tensor([list(lams.values())] * len(batch.texts), dtype=torch.float32)
         self.pending = {k: sum(v) / len(v) for k, v in violations.items()}
 
     def terms(self, batch: Any, out: LossOutput) -> dict[str, torch.Tensor]:

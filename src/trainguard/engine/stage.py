@@ -99,7 +99,8 @@ class StageBuilder:
         start = self.start(index)
         model = self.model(index, start)
         companions = self.companions(index, model, start)
-        ctx = ObjectiveContext(model, self.tokenizer, self.accelerator.device, dict(companions), knobs)
+        costs = [name for plugin in stage.plugins for name in plugin.cost_names()]
+        ctx = ObjectiveContext(model, self.tokenizer, self.accelerator.device, dict(companions), knobs, costs)
         objective = OBJECTIVES.get(stage.objective.name)(stage.objective, ctx)
         plugins = [STEP_PLUGINS.get(p.name)(p, ctx) for p in stage.plugins]
         heads = objective.trainable_modules()
@@ -117,6 +118,6 @@ class StageBuilder:
             optimizer=optimizer,
             heads=dict(zip(heads, prepared, strict=True)),
             plugins=plugins,
-            guard=Guard(guard_cfg) if guard_cfg.enabled else None,
+            guard=Guard(guard_cfg, watch_loss=objective.loss_tracks_progress) if guard_cfg.enabled else None,
         )
         return pieces, companions

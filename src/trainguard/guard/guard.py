@@ -47,7 +47,7 @@ class GuardSection(Section):
         1.25, gt=1, description="diversify multiplies the temperature scale (of RL sampling) by this."
     )
     max_temperature_scale: float = Field(
-        2.0, ge=1, description="...up to this multiple of the configured sampling temperature."
+        1.5, ge=1, description="...up to this multiple of the configured sampling temperature."
     )
     diversity_step: float = Field(
         0.1,
@@ -84,11 +84,18 @@ class GuardSection(Section):
 class Guard:
     """Holds the detectors and the policy map; returns decisions, never applies them."""
 
-    def __init__(self, config: GuardSection) -> None:
+    def __init__(self, config: GuardSection, watch_loss: bool = True) -> None:
+        """`watch_loss=False` (RL: a policy-gradient loss hovers near 0 by construction and says nothing about
+        progress) leaves out the detectors that watch `loss/train`; one pointed at a reward still runs."""
         self.config = config
         cfg = config.detectors
+
+        def wanted(name: str) -> bool:
+            section = getattr(cfg, name)
+            return section.enabled and (watch_loss or getattr(section, "metric", None) != "loss/train")
+
         self.detectors: dict[str, Detector] = {
-            name: DETECTORS.get(name)(getattr(cfg, name)) for name in DETECTORS if getattr(cfg, name).enabled
+            name: DETECTORS.get(name)(getattr(cfg, name)) for name in DETECTORS if wanted(name)
         }
         self.policies = {**DEFAULT_POLICIES, **config.policies}
         self.activations = ActivationMonitor(config.activations)

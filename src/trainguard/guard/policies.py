@@ -24,7 +24,7 @@ DEFAULT_POLICIES: dict[str, str] = {
     # RL (rl_detectors.py): a hacked or blown-up policy is rolled back; a collapsed one is made to explore.
     "reward_hacking": "rollback",
     "entropy_collapse": "diversify",
-    "zero_spread": "diversify",
+    "zero_spread": "none",  # all wrong at a high temperature is no collapse: diversify would add heat
     "diversity_recovered": "undiversify",
     "kl_blowup": "rollback",
     "reward_failures": "none",

@@ -122,7 +122,11 @@ class RewardHackingDetector(Detector):
 class EntropyCollapseConfig(DetectorConfig):
     warmup: int = Field(5, ge=1, description="First steps whose mean entropy is the start level.")
     min_fraction: float = Field(
-        0.3, gt=0, lt=1, description="Entropy below this share of the start level has collapsed."
+        0.15,
+        gt=0,
+        lt=1,
+        description="Entropy below this share of the start level has collapsed (a policy that learns falls to "
+        "~25% of its SFT start on its own).",
     )
     recover_fraction: float = Field(
         0.5,

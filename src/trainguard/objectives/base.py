@@ -27,13 +27,15 @@ class ObjectiveConfig(Section):
 class ObjectiveContext:
     """What an objective (or a step plug-in) may build from: the policy (unwrapped; `.config` has hidden
     size and vocabulary), its tokenizer, the device, the stage's frozen companions (`reference`,
-    `reward_model`) and the knobs."""
+    `reward_model`), the knobs, and the names of the per-rollout costs the stage's plug-ins supply (an RL
+    objective builds a cost critic for each)."""
 
     model: nn.Module
     tokenizer: Any
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     companions: dict[str, Any] = field(default_factory=dict)
     knobs: Knobs = field(default_factory=Knobs)  # multipliers the guard's actions turn (read, never write)
+    costs: list[str] = field(default_factory=list)
 
     @property
     def model_config(self) -> Any:
@@ -70,6 +72,8 @@ class Objective(ABC):
     early_stop_key: ClassVar[str | None] = None
     #: the source a stage uses when its config names none
     default_source: ClassVar[str] = "records"
+    #: whether a falling loss means progress (the guard's loss detectors watch it); not so for policy gradients
+    loss_tracks_progress: ClassVar[bool] = True
 
     def __init__(self, config: ObjectiveConfig, ctx: ObjectiveContext) -> None:
         self.config = config
@@ -128,6 +132,10 @@ class StepPluginConfig(Section):
     """Base of each step plug-in's config; `name` picks it from the registry."""
 
     name: str
+
+    def cost_names(self) -> list[str]:
+        """Per-rollout costs this plug-in puts in RL batches (`extras["costs"]`, one column each, in order)."""
+        return []
 
 
 class StepPlugin:

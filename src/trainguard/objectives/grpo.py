@@ -13,7 +13,7 @@ from trainguard.data.rollouts import RolloutBatch
 from trainguard.data.sources import generating
 from trainguard.objectives.base import OBJECTIVES, LossOutput, ObjectiveConfig, ObjectiveContext
 from trainguard.objectives.policy_gradient import PolicyGradientObjective
-from trainguard.rl.advantages import group_advantages
+from trainguard.rl.advantages import group_advantages, lagrangian_rewards
 from trainguard.rl.forward import policy_forward, reference_logprobs
 from trainguard.rl.losses import aggregate, clipped_policy_loss, kl_estimate, masked_mean
 
@@ -45,7 +45,10 @@ class GRPOObjective(PolicyGradientObjective):
     def plan(self, batches: list[RolloutBatch]) -> list[list[RolloutBatch]]:
         """Advantages, and what stays fixed over the epochs (the sampling policy's and the reference's log-probs)."""
         for batch in batches:
-            advantages, zero_spread = group_advantages(batch.rewards, batch.group_size, self.config.scale_rewards)
+            rewards = batch.rewards
+            if "costs" in batch.extras:  # a constraint's cost, charged at its λ
+                rewards = lagrangian_rewards(rewards, batch.extras["costs"], batch.extras["cost_weights"])
+            advantages, zero_spread = group_advantages(rewards, batch.group_size, self.config.scale_rewards)
             batch.extras["advantages"] = advantages
             batch.extras["keep"] = (~zero_spread).repeat_interleave(batch.group_size).to(batch.response_mask.dtype)
             batch.stats["rollout/frac_reward_zero_std"] = float(zero_spread.float().mean())

@@ -18,6 +18,7 @@ class PolicyGradientObjective(Objective):
     default_source = "rollouts"
     best_metric = "eval/reward_mean"
     best_mode = "max"
+    loss_tracks_progress = False
     kl_field: ClassVar[str] = "kl_coef"  # the config key of the KL coefficient, for the error message
 
     def __init__(self, config: ObjectiveConfig, ctx: ObjectiveContext, kl_coef: float) -> None:

@@ -59,45 +59,76 @@ class PPOObjective(PolicyGradientObjective):
         super().__init__(config, ctx, config.kl_coef)
         width = hidden_width(ctx.model)
         assert width is not None, "the policy's config names no hidden size"
+        inner = config.value_hidden or width
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(0)  # the head's start depends on nothing but its shape
-            self.value_head = ValueHead(width, config.value_hidden or width).to(ctx.device)
+            torch.manual_seed(0)  # the heads' start depends on nothing but their shape
+            self.value_head = ValueHead(width, inner).to(ctx.device)
+            # PPO-Lagrangian: a critic per constraint cost the stage's plug-ins supply
+            self.cost_heads = {name: ValueHead(width, inner).to(ctx.device) for name in ctx.costs}
 
     def trainable_modules(self) -> dict[str, nn.Module]:
-        return {"value_head": self.value_head}
+        return {"value_head": self.value_head, **{f"cost_critic_{k}": h for k, h in self.cost_heads.items()}}
 
     def param_group_defaults(self) -> dict[str, ParamGroupSection]:
-        return {"value_head": ParamGroupSection(lr_mult=self.config.value_lr_mult, weight_decay=0.0)}
+        group = ParamGroupSection(lr_mult=self.config.value_lr_mult, weight_decay=0.0)
+        return dict.fromkeys(self.trainable_modules(), group)
 
     def weight(self, batch: RolloutBatch) -> int:
         return int(batch.response_mask.sum())
 
-    def values(self, states: torch.Tensor) -> torch.Tensor:
-        return self.value_head(states.float()).squeeze(-1)
+    def values(self, states: torch.Tensor, head: nn.Module | None = None) -> torch.Tensor:
+        return (head or self.value_head)(states.float()).squeeze(-1)
 
     @torch.no_grad()
     def prepare(self, batch: RolloutBatch) -> None:
-        """Old log-probs and values, KL-penalised token rewards (the sequence reward on its last token), GAE."""
+        """Old log-probs and values, KL-penalised token rewards (the sequence reward on its last token), GAE; with
+        constraint costs, a GAE per cost critic and the actor's advantage (A_r − Σ λ_k A_k) / (1 + Σ λ_k)."""
         c, mask = self.config, batch.response_mask.float()
         device = next(self.ctx.model.parameters()).device
         on_device = batch.to(device)
         with generating(self.ctx.model) as model:
             old_logp, _, states = policy_forward(model, on_device, hidden=True)
-            old_values = self.values(states) * on_device.response_mask
-        old_logp, old_values = old_logp.cpu(), old_values.cpu()
+            assert states is not None
+            old_values = (self.values(states) * on_device.response_mask).cpu()
+            cost_values = [(self.values(states, h) * on_device.response_mask).cpu() for h in self.cost_heads.values()]
+        old_logp = old_logp.cpu()
         rewards = torch.zeros_like(mask)
         if self.reference is not None:
             kl = kl_estimate(old_logp, reference_logprobs(self.reference, on_device).cpu(), c.kl_estimator) * mask
             rewards -= c.kl_coef * kl
             batch.stats["rl/kl"] = float(masked_mean(kl, mask))
         last = (mask * torch.arange(mask.shape[1])).argmax(1)  # each row's last response token
-        rewards[torch.arange(mask.shape[0]), last] += batch.rewards.float()
+        rows = torch.arange(mask.shape[0])
+        rewards[rows, last] += batch.rewards.float()
         advantages, returns = gae(rewards, old_values, mask, c.gamma, c.gae_lambda)
         batch.stats["rl/explained_variance"] = explained_variance(old_values, returns, mask)
         batch.stats["rl/value_mean"] = float(masked_mean(old_values, mask))
+        if cost_values:
+            advantages, cost_returns = self.lagrangian(batch, advantages, cost_values, mask, rows, last)
+            batch.extras |= {"old_cost_values": torch.stack(cost_values, -1), "cost_returns": cost_returns}
         if c.whiten_advantages:
             advantages = whiten(advantages, mask)
         batch.extras |= {"old_logp": old_logp, "old_values": old_values, "advantages": advantages, "returns": returns}
+
+    def lagrangian(
+        self,
+        batch: RolloutBatch,
+        advantages: torch.Tensor,
+        cost_values: list[torch.Tensor],
+        mask: torch.Tensor,
+        rows: torch.Tensor,
+        last: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(A_r − Σ λ_k A_k) / (1 + Σ λ_k) (B, L), and each cost critic's returns (B, L, K)."""
+        c, weights = self.config, batch.extras["cost_weights"]  # (B, K) λ per row
+        charged, cost_returns = advantages.clone(), []
+        for k, values in enumerate(cost_values):
+            costs = torch.zeros_like(mask)
+            costs[rows, last] = batch.extras["costs"][:, k]
+            cost_adv, ret = gae(costs, values, mask, c.gamma, c.gae_lambda)
+            charged -= weights[:, k, None] * cost_adv
+            cost_returns.append(ret)
+        return charged / (1 + weights.sum(-1, keepdim=True)), torch.stack(cost_returns, -1)
 
     def plan(self, batches: list[RolloutBatch]) -> list[list[RolloutBatch]]:
         """ppo_epochs × num_minibatches updates, each over a shuffle drawn from the step's sampling seed."""
@@ -134,6 +165,15 @@ class PPOObjective(PolicyGradientObjective):
             "value": c.vf_coef * value_loss * units,
             "entropy": -c.entropy_coef * (entropy * mask).sum(),
         }
+        for k, head in enumerate(self.cost_heads.values()):
+            cost_loss = clipped_value_loss(
+                self.values(states, head),
+                ex["old_cost_values"][..., k],
+                ex["cost_returns"][..., k],
+                mask,
+                c.clip_range_value,
+            )
+            terms["value"] = terms["value"] + c.vf_coef * cost_loss * units
         metrics = {
             "rl/entropy": masked_mean(entropy, mask),
             "rl/value_loss": value_loss.detach(),

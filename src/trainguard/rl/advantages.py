@@ -66,3 +66,10 @@ def explained_variance(values: torch.Tensor, returns: torch.Tensor, mask: torch.
     if var == 0:
         return float("nan")
     return float(1 - (target - values[m].float()).var(unbiased=False) / var)
+
+
+def lagrangian_rewards(rewards: torch.Tensor, costs: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """(r − Σ_k λ_k c_k) / (1 + Σ_k λ_k): the reward a constrained policy follows, scaled so that a growing λ
+    shifts weight from the reward to the costs instead of inflating the advantages. rewards (B,); costs and
+    weights (λ per row) (B, K)."""
+    return (rewards.float() - (costs * weights).sum(-1)) / (1 + weights.sum(-1))

@@ -38,6 +38,14 @@ class StageSummary:
         return sum(r * t for r, t in zip(self.rates, self.step_times, strict=True)) / self.seconds
 
     @property
+    def eval_text(self) -> str:
+        """The stage's last held-out number in its own terms: accuracy for RL and reward stages, else loss."""
+        for key, label in (("eval/accuracy", "acc"), ("reward/eval_accuracy", "pair acc")):
+            if key in self.last:
+                return f"{label} {self.last[key]:.1%}"
+        return f"{self.eval_loss:.4f}" if math.isfinite(self.eval_loss) else "-"
+
+    @property
     def train_loss(self) -> float:
         """Mean over the stage's last 10% of steps (at least one): the level it ended at, less noisy."""
         tail = self.losses[-max(1, len(self.losses) // 10) :]

@@ -53,9 +53,10 @@ def progress_enabled(setting: str, console: Console) -> bool:
 
 def summary_table(run_dir: str, stages: list[Any], accuracy: dict[str, Any]) -> Table:
     """One screen: per stage (from the store, so a resume counts the whole stage) its steps, training time,
-    mean throughput, final train loss, last eval loss, and the guard's rollbacks and skipped steps."""
+    mean throughput, final train loss, last held-out number (loss; accuracy for RL and reward stages), and the
+    guard's rollbacks and skipped steps."""
     table = Table(title=f"trainguard run {run_dir}", title_justify="left")
-    columns = ("stage", "steps", "time", "tok/s", "train loss", "eval loss", "rollbacks", "skips")
+    columns = ("stage", "steps", "time", "tok/s", "train loss", "eval", "rollbacks", "skips")
     for col in columns:  # fits 80 columns (a pipe, a log file) without cutting a header
         table.add_column(col, justify="right" if col != "stage" else "left", no_wrap=True)
     for s in stages:
@@ -65,7 +66,7 @@ def summary_table(run_dir: str, stages: list[Any], accuracy: dict[str, Any]) -> 
             f"{s.seconds:.1f}s",
             f"{s.tokens_per_s:,.0f}",
             f"{s.train_loss:.4f}",
-            f"{s.eval_loss:.4f}",
+            s.eval_text,
             str(s.rollbacks),
             str(s.skipped),
         )
