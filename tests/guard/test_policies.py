@@ -26,7 +26,7 @@ def test_an_info_alert_may_turn_a_knob_but_nothing_stronger():
 
 
 def test_at_equal_strength_a_warnings_action_beats_an_infos():
-    alerts = [alert("diversity_recovered", "info"), alert("zero_spread")]
+    alerts = [alert("diversity_recovered", "info"), alert("entropy_collapse")]
     assert decide(alerts, DEFAULT_POLICIES).action == "diversify"
     assert decide(alerts[::-1], DEFAULT_POLICIES).action == "diversify"
     assert decide([alert("diversity_recovered", "info"), alert("grad_explosion")], DEFAULT_POLICIES).action == (
