@@ -109,3 +109,19 @@ def test_ppo_learns_a_cost_critic_per_constraint_and_exports_it(tmp_path):
     assert head.is_file()
     lam = [r["value"] for r in api.metrics(run) if r["key"] == "constraint/fmt/lambda"]
     assert len(lam) == 3 and lam[0] > 1.0  # a random policy's answers break the format: λ rises from 1
+
+
+def test_an_adapter_l1_constraint_is_measured_on_the_weights_and_pulls_them_down():
+    model = torch.nn.Module()
+    model.lora_A = torch.nn.Parameter(torch.tensor([1.0, -2.0]))
+    model.base = torch.nn.Parameter(torch.tensor([5.0]))
+    cfg = ConstraintsConfig.model_validate(
+        {"constraints": [{"name": "l1", "target": 1.0, "dual_lr": 0.5, "measure": {"name": "param_l1"}}]}
+    )
+    p = ConstraintsPlugin(cfg, ObjectiveContext(model=model, tokenizer=None))
+    assert cfg.cost_names() == []  # nothing per response: RL batches carry no cost for it
+    metrics = p.after_step({})
+    assert metrics["constraint/l1/value"] == 3.0 and metrics["constraint/l1/lambda"] == 1.0  # 0 + 0.5 * (3 - 1)
+    (term,) = p.terms(None, LossOutput({"task": torch.zeros(())}, extras={"units": 2})).values()
+    term.backward()
+    assert model.lora_A.grad.tolist() == [2.0, -2.0] and model.base.grad is None  # λ · units · sign, adapter only

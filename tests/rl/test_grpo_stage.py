@@ -6,9 +6,9 @@ import shutil
 
 import pytest
 import torch
-from rl_helpers import rl_config
 from safetensors.torch import load_file
 
+from rl_helpers import rl_config
 from trainguard import api
 
 

@@ -4,10 +4,10 @@ reference and detector state all come back."""
 
 import pytest
 import torch
-from rl_helpers import rl_stage
 from safetensors.torch import load_file
 
 from helpers import comparable, kill_when, max_step, start, tiny_config, write_config
+from rl_helpers import rl_stage
 
 SFT_STEPS, RL_STEPS = 6, 10
 

@@ -18,7 +18,13 @@ import torch
 from pydantic import Field, field_validator
 
 from trainguard.constraints.dual import ConstraintSpec, DualConfig, DualOptimizer
-from trainguard.constraints.library import CONSTRAINT_KINDS, ConstraintConfig, build_constraint
+from trainguard.constraints.library import (
+    CONSTRAINT_KINDS,
+    ConstraintConfig,
+    FormatConstraint,
+    ParamL1Constraint,
+    build_constraint,
+)
 from trainguard.constraints.schedules import PhaseTighteningConfig, TargetSchedule
 from trainguard.data.batches import TokenBatch
 from trainguard.data.rollouts import RolloutBatch
@@ -52,7 +58,8 @@ class ConstraintsConfig(StepPluginConfig):
     satisfaction_window: int = Field(50, gt=0, description="Updates over which the satisfaction rate is reported.")
 
     def cost_names(self) -> list[str]:
-        return [c.name for c in self.constraints]
+        """The constraints measured on each response (param_l1 is measured on the weights: no cost)."""
+        return [c.name for c in self.constraints if c.measure.name != "param_l1"]
 
 
 @STEP_PLUGINS.register("constraints")
@@ -78,32 +85,45 @@ class ConstraintsPlugin(StepPlugin):
         charge (GRPO: in the rewards; PPO: through a cost critic each); the step's mean updates λ."""
         if not isinstance(batch, RolloutBatch) or not batch.texts:
             return
-        violations = {k: m.violation(batch.texts) for k, m in self.measures.items()}
+        names = self.config.cost_names()
+        if not names:
+            return
+        violations = {k: self.measures[k].violation(batch.texts) for k in names}
         lams = self.dual.get_dual_values()
         batch.extras["costs"] = torch.tensor(list(violations.values()), dtype=torch.float32).T  # (B, K)
-        batch.extras["cost_weights"] = torch.tensor([list(lams.values())] * len(batch.texts), dtype=torch.float32)
+        weights = [lams[k] for k in names]
+        batch.extras["cost_weights"] = torch.tensor([weights] * len(batch.texts), dtype=torch.float32)
         self.pending = {k: sum(v) / len(v) for k, v in violations.items()}
 
     def terms(self, batch: Any, out: LossOutput) -> dict[str, torch.Tensor]:
-        if not isinstance(batch, TokenBatch) or "logits" not in out.extras:
-            return {}
-        lams, units = self.dual.get_dual_values(), out.extras["units"]
-        terms = {}
+        """λ_k · L_k for the surrogates the step can compute: format on an SFT batch's completion logits, the
+        adapter's L1 on the model (any stage)."""
+        lams, units, terms = self.dual.get_dual_values(), out.extras.get("units", 1), {}
         for name, measure in self.measures.items():
-            if lams[name] > 0 and hasattr(measure, "complies"):  # format kinds: a surrogate on the logits
+            if lams[name] == 0:
+                continue
+            if isinstance(measure, ParamL1Constraint):
+                terms[f"constraint_{name}"] = lams[name] * measure.surrogate(self.ctx.model) * units
+            elif isinstance(measure, FormatConstraint) and isinstance(batch, TokenBatch) and "logits" in out.extras:
                 surrogate = measure.surrogate(out.extras["logits"], batch.input_ids, batch.completion_mask)
                 terms[f"constraint_{name}"] = lams[name] * surrogate * units
         return terms
 
     def after_step(self, metrics: dict[str, float]) -> dict[str, float]:
+        """Move λ from this step's measurements: RL rollouts (every step), the weights (param_l1, every step),
+        or greedy answers to held-out prompts (SFT, every `measure_every` steps); λ waits for all of them."""
         self.steps += 1
-        self.dual.set_step(self.steps)
-        measured, self.pending = self.pending, None
-        if measured is None and self.prompts and self.steps % self.config.measure_every == 0:
+        self.dual.set_step(self.steps, int(metrics.get("data/epoch", 0.0)))
+        measured, self.pending = self.pending or {}, None
+        for name, measure in self.measures.items():
+            if isinstance(measure, ParamL1Constraint):
+                measured[name] = measure.module_value(self.ctx.model)
+        missing = [k for k in self.measures if k not in measured]
+        if missing and self.prompts and self.steps % self.config.measure_every == 0:
             with generating(self.ctx.model) as model:
                 texts = generate_text(model, self.ctx.tokenizer, self.prompts, self.config.max_new_tokens)
-            measured = {k: m.value(texts) for k, m in self.measures.items()}
-        if measured is not None:
+            measured |= {k: self.measures[k].value(texts) for k in missing}
+        if set(measured) == set(self.measures):
             self.dual.update_duals(measured)
         rates = self.dual.satisfaction_rate(self.config.satisfaction_window)
         return self.dual.metrics() | {f"constraint/{k}/satisfaction": v for k, v in rates.items() if v == v}
