@@ -12,6 +12,7 @@ from trainguard import api
 from trainguard.constraints.plugin import ConstraintsConfig, ConstraintsPlugin
 from trainguard.data.batches import TokenBatch
 from trainguard.data.rollouts import RolloutBatch
+from trainguard.models.tokenizer import byte_tokenizer
 from trainguard.objectives.base import LossOutput, ObjectiveContext
 from trainguard.rl.advantages import lagrangian_rewards
 
@@ -22,7 +23,7 @@ def plugin(**over):
     cfg = ConstraintsConfig.model_validate(
         {"constraints": [{"name": "fmt", "target": 0.05, "dual_lr": 0.5, "measure": LOWER}], **over}
     )
-    return ConstraintsPlugin(cfg, ObjectiveContext(model=torch.nn.Linear(1, 1), tokenizer=None))
+    return ConstraintsPlugin(cfg, ObjectiveContext(model=torch.nn.Linear(1, 1), tokenizer=byte_tokenizer()))
 
 
 def rollouts(texts, rewards):
@@ -57,13 +58,13 @@ def test_a_constraint_below_its_target_drives_lambda_to_zero():
 def test_an_sft_constraint_adds_a_surrogate_whose_gradient_reaches_the_logits():
     p = plugin()
     p.dual.controllers["fmt"].lam = 2.0
-    ids = torch.tensor([[1, 97, 98, 99]])  # a byte-level completion "abc" after a special token
+    ids = torch.tensor([[257, 97, 98, 99, 258]])  # <bos> "abc" <eos>: the surrogate reads the bytes, not <eos>
     batch = TokenBatch(
         input_ids=ids,
         token_mask=torch.ones_like(ids, dtype=torch.bool),
-        completion_mask=torch.tensor([[False, True, True, True]]),
+        completion_mask=torch.tensor([[False, True, True, True, True]]),
     )
-    logits = torch.zeros(1, 4, 259, requires_grad=True)
+    logits = torch.zeros(1, 5, 259, requires_grad=True)
     terms = p.terms(batch, LossOutput({"task": torch.zeros(())}, extras={"logits": logits, "units": 3}))
     (term,) = terms.values()
     assert term.item() > 0  # a uniform model puts mass on bytes that break [a-z]{1,8}
@@ -125,3 +126,27 @@ def test_an_adapter_l1_constraint_is_measured_on_the_weights_and_pulls_them_down
     (term,) = p.terms(None, LossOutput({"task": torch.zeros(())}, extras={"units": 2})).values()
     term.backward()
     assert model.lora_A.grad.tolist() == [2.0, -2.0] and model.base.grad is None  # λ · units · sign, adapter only
+
+
+def test_an_sft_stage_measures_greedy_answers_every_few_steps_and_adds_its_surrogate(tmp_path):
+    from helpers import tiny_config, write_config
+
+    cfg = tiny_config(tmp_path / "runs")
+    cfg["stages"][0]["max_steps"] = 6
+    cfg["stages"][0]["plugins"] = [
+        {
+            "name": "constraints",
+            "task": "reverse",
+            "prompts": 8,
+            "max_new_tokens": 8,
+            "measure_every": 2,
+            "constraints": [{"name": "fmt", "target": 0.05, "dual_lr": 1.0, "measure": LOWER}],
+        }
+    ]
+    run = api.run(write_config(tmp_path / "sft.yaml", cfg), overwrite=True)
+    rows = api.metrics(run)
+    updates = [r["value"] for r in rows if r["key"] == "constraint/fmt/updates"]
+    assert updates == [0.0, 1.0, 1.0, 2.0, 2.0, 3.0]  # measured at steps 2, 4 and 6
+    lam = [r["value"] for r in rows if r["key"] == "constraint/fmt/lambda"]
+    assert lam[1] > 0  # a barely trained model's greedy answers break the format: λ rises
+    assert any(r["key"] == "loss/constraint_fmt" and r["value"] > 0 for r in rows)  # the surrogate is in the loss

@@ -407,3 +407,10 @@ def test_an_rl_guard_leaves_out_the_detectors_that_watch_the_policy_gradient_los
     assert {"nonfinite", "grad_norm", "reward_hacking", "entropy_collapse"} <= set(guard.detectors)
     on_reward = GuardSection.model_validate({"detectors": {"loss_spike": {"metric": "rollout/reward_mean"}}})
     assert "loss_spike" in Guard(on_reward, watch_loss=False).detectors  # pointed at the reward, it runs
+
+
+def test_under_constraints_the_loss_detectors_watch_the_task_loss():
+    guard = Guard(GuardSection(), loss_key="loss/task")
+    assert {guard.detectors[n].config.metric for n in ("loss_spike", "divergence", "plateau")} == {"loss/task"}
+    pinned = GuardSection.model_validate({"detectors": {"loss_spike": {"metric": "rollout/reward_mean"}}})
+    assert Guard(pinned, loss_key="loss/task").detectors["loss_spike"].config.metric == "rollout/reward_mean"

@@ -26,7 +26,6 @@ from trainguard.constraints.library import (
     build_constraint,
 )
 from trainguard.constraints.schedules import PhaseTighteningConfig, TargetSchedule
-from trainguard.data.batches import TokenBatch
 from trainguard.data.rollouts import RolloutBatch
 from trainguard.data.sources import generating
 from trainguard.eval.accuracy import generate_text, heldout_instances
@@ -75,6 +74,7 @@ class ConstraintsPlugin(StepPlugin):
         self.measures = {c.name: build_constraint(c.measure) for c in config.constraints}
         self.steps = 0
         self.pending: dict[str, float] | None = None  # this step's measured violations (RL: from its rollouts)
+        self.byte_level = is_byte_level(ctx.tokenizer)  # the format surrogate reads token ids as bytes
         self.prompts: list[str] = []
         if config.task is not None:
             task = build_task(config.task, config.params)
@@ -97,15 +97,17 @@ class ConstraintsPlugin(StepPlugin):
 
     def terms(self, batch: Any, out: LossOutput) -> dict[str, torch.Tensor]:
         """λ_k · L_k for the surrogates the step can compute: format on an SFT batch's completion logits, the
-        adapter's L1 on the model (any stage)."""
+        adapter's L1 on the model (any stage). Token batches only reach here with logits in `extras` (SFT)."""
         lams, units, terms = self.dual.get_dual_values(), out.extras.get("units", 1), {}
         for name, measure in self.measures.items():
             if lams[name] == 0:
                 continue
             if isinstance(measure, ParamL1Constraint):
                 terms[f"constraint_{name}"] = lams[name] * measure.surrogate(self.ctx.model) * units
-            elif isinstance(measure, FormatConstraint) and isinstance(batch, TokenBatch) and "logits" in out.extras:
-                surrogate = measure.surrogate(out.extras["logits"], batch.input_ids, batch.completion_mask)
+            elif isinstance(measure, FormatConstraint) and self.byte_level and "logits" in out.extras:
+                # the mass on bytes that break the format (the NLL of the completion is the SFT loss already)
+                mask = batch.completion_mask & (batch.input_ids < 256)  # the completion's bytes, not its EOS
+                surrogate = measure.bad_mass(out.extras["logits"], batch.input_ids, mask)
                 terms[f"constraint_{name}"] = lams[name] * surrogate * units
         return terms
 
@@ -134,3 +136,11 @@ class ConstraintsPlugin(StepPlugin):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.dual.load_state_dict(state["dual"])
         self.steps = int(state["steps"])
+
+
+def is_byte_level(tokenizer: Any) -> bool:
+    """Whether token ids 0-255 are the bytes themselves (trainguard's byte tokenizer), as `bad_mass` assumes."""
+    try:
+        return tokenizer.convert_ids_to_tokens(97) == "a" and tokenizer.decode([104, 105]) == "hi"
+    except Exception:
+        return False

@@ -92,6 +92,14 @@ class StageBuilder:
         )
         return SOURCES.get(stage.source.name).build(stage.source, ctx)
 
+    def guard(self, index: int, objective: Any, plugins: list[Any]) -> Guard | None:
+        """The stage's guard. Its loss detectors watch `loss/task` when plug-ins add terms (a Lagrangian grows
+        with λ by design) and sit out when the objective's loss is no measure of progress (policy gradients)."""
+        cfg = self.cfg.stage_guard(index)
+        if not cfg.enabled:
+            return None
+        return Guard(cfg, watch_loss=objective.loss_tracks_progress, loss_key="loss/task" if plugins else "loss/train")
+
     def build(self, index: int, knobs: Knobs) -> tuple[StagePieces, dict[str, Companion]]:
         """Every piece of stage `index`, prepared by accelerate; returns them and the companions. `knobs`
         are the stage's action knobs, which the objective, its plug-ins and the source may read."""
@@ -107,7 +115,6 @@ class StageBuilder:
         optimizer = build_optimizer({"model": model, **heads}, stage.optimizer, objective.param_group_defaults())
         model, *prepared, optimizer = self.accelerator.prepare(model, *heads.values(), optimizer)
         source = self.source(index, companions, knobs)
-        guard_cfg = self.cfg.stage_guard(index)
         pieces = StagePieces(
             stage=stage,
             index=index,
@@ -118,6 +125,6 @@ class StageBuilder:
             optimizer=optimizer,
             heads=dict(zip(heads, prepared, strict=True)),
             plugins=plugins,
-            guard=Guard(guard_cfg, watch_loss=objective.loss_tracks_progress) if guard_cfg.enabled else None,
+            guard=self.guard(index, objective, plugins),
         )
         return pieces, companions

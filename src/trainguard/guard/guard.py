@@ -84,19 +84,21 @@ class GuardSection(Section):
 class Guard:
     """Holds the detectors and the policy map; returns decisions, never applies them."""
 
-    def __init__(self, config: GuardSection, watch_loss: bool = True) -> None:
+    def __init__(self, config: GuardSection, watch_loss: bool = True, loss_key: str = "loss/train") -> None:
         """`watch_loss=False` (RL: a policy-gradient loss hovers near 0 by construction and says nothing about
-        progress) leaves out the detectors that watch `loss/train`; one pointed at a reward still runs."""
+        progress) leaves out the detectors that watch `loss/train`; one pointed at a reward still runs.
+        `loss_key` moves them to another loss (`loss/task` under constraints, whose Lagrangian terms grow
+        with λ by design)."""
         self.config = config
-        cfg = config.detectors
-
-        def wanted(name: str) -> bool:
-            section = getattr(cfg, name)
-            return section.enabled and (watch_loss or getattr(section, "metric", None) != "loss/train")
-
-        self.detectors: dict[str, Detector] = {
-            name: DETECTORS.get(name)(getattr(cfg, name)) for name in DETECTORS if wanted(name)
-        }
+        self.detectors: dict[str, Detector] = {}
+        for name in DETECTORS:
+            section = getattr(config.detectors, name)
+            on_loss = getattr(section, "metric", None) == "loss/train"
+            if not section.enabled or (on_loss and not watch_loss):
+                continue
+            if on_loss and loss_key != "loss/train":
+                section = section.model_copy(update={"metric": loss_key})
+            self.detectors[name] = DETECTORS.get(name)(section)
         self.policies = {**DEFAULT_POLICIES, **config.policies}
         self.activations = ActivationMonitor(config.activations)
         self.data = DataChecks(config.data) if config.data.enabled else None
