@@ -58,7 +58,7 @@ def test_bad_values_name_the_field_and_allowed_values(make_config, tmp_path):
     stage = {"name": "s", "objective": "dpo", "max_steps": "many", "schedule": {"name": "linear"}}
     code, out = check(make_config(stages=[stage]))
     assert code == 2
-    assert "stages.0.objective: unknown objective 'dpo'; allowed: grpo, ppo, reward, sft" in out
+    assert "stages.0.objective: unknown objective 'dpo'; allowed: cost, grpo, ppo, reward, sft" in out
     assert "stages.0.max_steps: Input should be a valid integer" in out
     assert "stages.0.schedule.name: Input should be 'cosine' or 'constant'" in out
 

@@ -86,6 +86,10 @@ class StageSection(Section):
     reward_model: str | None = Field(
         None, description="Frozen reward model: an earlier stage's name or a model folder (with its heads/)."
     )
+    cost_model: str | None = Field(
+        None,
+        description="Frozen cost model: a `cost` stage (or its export folder), read by `safety` constraints.",
+    )
     plugins: list[SerializeAsAny[StepPluginConfig]] = Field(
         default_factory=list,
         description="Step plug-ins beside the objective, each {name, ...}: extra loss terms and state updated "
@@ -237,13 +241,14 @@ class RunConfig(Section):
 
     @model_validator(mode="after")
     def _stage_links(self) -> "RunConfig":
-        """Each stage's `init` and `reward_model` name an earlier stage or an existing model folder; an
+        """Each stage's `init`, `reward_model` and `cost_model` name an earlier stage or an existing model folder; an
         `adapter` reference needs LoRA; guard overrides are valid guard settings."""
         problems = []
         names = [s.name for s in self.stages]
         for i, stage in enumerate(self.stages):
             earlier = names[:i]
-            for key, value, fixed in (("init", stage.init, STAGE_START), ("reward_model", stage.reward_model, ())):
+            links = (("init", stage.init, STAGE_START), ("reward_model", stage.reward_model, ()))
+            for key, value, fixed in (*links, ("cost_model", stage.cost_model, ())):
                 if value is None or value in fixed or value in earlier:
                     continue
                 if value in names:

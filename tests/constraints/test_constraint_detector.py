@@ -48,3 +48,19 @@ def test_a_bad_constraint_in_a_run_file_exits_2_naming_the_field(tmp_path):
     cfg["stages"][0]["plugins"] = [unsorted]
     result = CliRunner().invoke(app, ["run", str(write_config(tmp_path / "bad2.yaml", cfg))])
     assert result.exit_code == 2 and "schedule" in result.output
+
+
+def test_a_grammar_file_that_does_not_parse_or_a_plan_in_a_stage_exits_2(tmp_path):
+    grammar = tmp_path / "bad.bnf"
+    grammar.write_text('answer ::= "a" | word\nword ::= [a-z\n')
+    cfg = tiny_config(tmp_path / "runs")
+    fmt = {"name": "format", "kind": "grammar", "grammar_file": str(grammar)}
+    cfg["stages"][0]["plugins"] = [
+        {"name": "constraints", "constraints": [{"name": "g", "target": 0.1, "measure": fmt}]}
+    ]
+    result = CliRunner().invoke(app, ["run", str(write_config(tmp_path / "g.yaml", cfg))])
+    assert result.exit_code == 2 and "bad.bnf, line 2" in result.output
+    plan = {"name": "p", "target": 0.1, "measure": {"name": "plan"}}
+    cfg["stages"][0]["plugins"] = [{"name": "constraints", "constraints": [plan]}]
+    result = CliRunner().invoke(app, ["run", str(write_config(tmp_path / "p.yaml", cfg))])
+    assert result.exit_code == 2 and "target plan per sample" in result.output

@@ -28,9 +28,17 @@ from trainguard.constraints.library import (
 from trainguard.constraints.schedules import PhaseTighteningConfig, TargetSchedule
 from trainguard.data.rollouts import RolloutBatch
 from trainguard.data.sources import generating
+from trainguard.errors import ConfigError
 from trainguard.eval.accuracy import generate_text, heldout_instances
 from trainguard.objectives.base import STEP_PLUGINS, LossOutput, ObjectiveContext, StepPlugin, StepPluginConfig
+from trainguard.objectives.cost import COST_KEY
+from trainguard.rl.rewards import score_texts
 from trainguard.tasks import build_task
+
+IN_STAGE_ONLY_BY_API = {  # library kinds a stage cannot measure yet, and what they lack
+    "plan": "a target plan per sample: no built-in task has plans",
+    "reuse": "a model's skill-selection probabilities",
+}
 
 
 class StageConstraint(ConstraintSpec):
@@ -41,7 +49,13 @@ class StageConstraint(ConstraintSpec):
     @field_validator("measure", mode="before")
     @classmethod
     def _kind(cls, value: Any) -> Any:
-        return CONSTRAINT_KINDS.config_of(value)
+        config = CONSTRAINT_KINDS.config_of(value)
+        if getattr(config, "name", None) in IN_STAGE_ONLY_BY_API:
+            raise ValueError(
+                f"{config.name} needs what no built-in stage provides ({IN_STAGE_ONLY_BY_API[config.name]}); "
+                "use it through trainguard.constraints.library; in a stage: format, safety, param_l1"
+            )
+        return config
 
 
 class ConstraintsConfig(StepPluginConfig):
@@ -55,6 +69,7 @@ class ConstraintsConfig(StepPluginConfig):
     prompts: int = Field(64, gt=0, description="SFT: held-out prompts answered per measurement.")
     max_new_tokens: int = Field(32, gt=0, description="SFT: longest measured answer.")
     satisfaction_window: int = Field(50, gt=0, description="Updates over which the satisfaction rate is reported.")
+    max_length: int = Field(512, gt=0, description="Longest prompt + response the cost model reads.")
 
     def cost_names(self) -> list[str]:
         """The constraints measured on each response (param_l1 is measured on the weights: no cost)."""
@@ -75,6 +90,13 @@ class ConstraintsPlugin(StepPlugin):
         self.steps = 0
         self.pending: dict[str, float] | None = None  # this step's measured violations (RL: from its rollouts)
         self.byte_level = is_byte_level(ctx.tokenizer)  # the format surrogate reads token ids as bytes
+        needs_costs = [c.name for c in config.constraints if getattr(c.measure, "source", None) == "cost_model"]
+        self.cost_model = ctx.companions.get("cost_model") if needs_costs else None
+        if needs_costs and (self.cost_model is None or COST_KEY not in (self.cost_model.heads or {})):
+            raise ConfigError(
+                f"constraints {', '.join(needs_costs)}: safety with source cost_model needs the stage's `cost_model:` "
+                "(a `cost` stage or its export, with heads/cost/)"
+            )
         self.prompts: list[str] = []
         if config.task is not None:
             task = build_task(config.task, config.params)
@@ -88,12 +110,21 @@ class ConstraintsPlugin(StepPlugin):
         names = self.config.cost_names()
         if not names:
             return
-        violations = {k: self.measures[k].violation(batch.texts) for k in names}
+        contexts = self.cost_contexts(batch)
+        violations = {k: self.measures[k].violation(batch.texts, contexts) for k in names}
         lams = self.dual.get_dual_values()
         batch.extras["costs"] = torch.tensor(list(violations.values()), dtype=torch.float32).T  # (B, K)
         weights = [lams[k] for k in names]
         batch.extras["cost_weights"] = torch.tensor([weights] * len(batch.texts), dtype=torch.float32)
         self.pending = {k: sum(v) / len(v) for k, v in violations.items()}
+
+    def cost_contexts(self, batch: RolloutBatch) -> list[dict[str, float]] | None:
+        """Each response's cost from the stage's `cost_model` (for `safety` with source cost_model)."""
+        if self.cost_model is None:
+            return None
+        model, head = self.cost_model.module.module, self.cost_model.heads[COST_KEY]
+        costs = score_texts(model, head, self.ctx.tokenizer, batch.prompts, batch.texts, self.config.max_length)
+        return [{"cost": c} for c in costs]
 
     def terms(self, batch: Any, out: LossOutput) -> dict[str, torch.Tensor]:
         """λ_k · L_k for the surrogates the step can compute: format on an SFT batch's completion logits, the

@@ -22,6 +22,7 @@ class PairExample:
     chosen: list[int]
     rejected: list[int]
     principles: dict[str, int]  # principle -> +1 (it prefers chosen) or -1 (it prefers rejected)
+    signs: tuple[int, int] = (0, 0)  # per side: +1 unsafe, -1 safe, 0 unlabelled (safe-rlhf's cost sign)
 
 
 @dataclass
@@ -31,6 +32,7 @@ class PairBatch:
     input_ids: torch.Tensor  # (2B, T)
     attention_mask: torch.Tensor  # (2B, T)
     principles: dict[str, torch.Tensor]  # name -> (B,) of +1, -1 or 0 (no label)
+    signs: torch.Tensor | None = None  # (2B,) +1 unsafe, -1 safe, 0 unlabelled: chosen rows, then rejected
 
     @property
     def n_pairs(self) -> int:
@@ -46,7 +48,8 @@ class PairBatch:
 
     def to(self, device: torch.device) -> "PairBatch":
         principles = {k: v.to(device) for k, v in self.principles.items()}
-        return PairBatch(self.input_ids.to(device), self.attention_mask.to(device), principles)
+        signs = self.signs.to(device) if self.signs is not None else None
+        return PairBatch(self.input_ids.to(device), self.attention_mask.to(device), principles, signs)
 
 
 def collate_pairs(examples: list[PairExample], pad: int, principles: list[str]) -> PairBatch:
@@ -58,7 +61,17 @@ def collate_pairs(examples: list[PairExample], pad: int, principles: list[str]) 
         input_ids[i, : len(ids)] = torch.tensor(ids, dtype=torch.long)
         mask[i, : len(ids)] = 1
     labels = {p: torch.tensor([e.principles.get(p, 0) for e in examples], dtype=torch.float32) for p in principles}
-    return PairBatch(input_ids, mask, labels)
+    signs = torch.tensor([e.signs[0] for e in examples] + [e.signs[1] for e in examples], dtype=torch.float32)
+    return PairBatch(input_ids, mask, labels, signs)
+
+
+def safety_signs(row: dict[str, Any]) -> tuple[int, int]:
+    """`chosen_safe` / `rejected_safe` of a row as cost signs: +1 unsafe, -1 safe, 0 when absent."""
+
+    def sign(value: Any) -> int:
+        return 0 if not isinstance(value, bool) else (-1 if value else 1)
+
+    return sign(row.get("chosen_safe")), sign(row.get("rejected_safe"))
 
 
 def principle_labels(row: dict[str, Any]) -> dict[str, int]:
@@ -100,7 +113,7 @@ class PairSource(RecordSource):
                 chosen, cut_c = encode_text(tok, row["prompt"], row["response_chosen"], ctx.max_length, prefix, sep)
                 rejected, cut_r = encode_text(tok, row["prompt"], row["response_rejected"], ctx.max_length, prefix, sep)
                 truncated += cut_c + cut_r
-                out.append(PairExample(chosen, rejected, principle_labels(row)))
+                out.append(PairExample(chosen, rejected, principle_labels(row), safety_signs(row)))
             return out
 
         train, held = encode(ctx.records.train), encode(ctx.records.eval)

@@ -15,7 +15,14 @@ from trainguard.tasks import Task, build_task
 
 REQUIRED = ("prompt", "completion")
 PAIR_FIELDS = ("prompt", "response_chosen", "response_rejected")  # what a preference row must have
-PAIR_KEYS = ("response_chosen", "response_rejected", "preference_score", "principles")  # what it keeps
+PAIR_KEYS = (  # what it keeps; `*_safe` are safe-rlhf's absolute labels, for a cost model's sign term
+    "response_chosen",
+    "response_rejected",
+    "preference_score",
+    "principles",
+    "chosen_safe",
+    "rejected_safe",
+)
 
 
 def pair_problem(row: Any) -> str | None:

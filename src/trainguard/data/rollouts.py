@@ -67,6 +67,7 @@ class RolloutBatch:
     seed: int = 0  # of the step's sampling; an objective's minibatch shuffle draws from it too
     extras: dict[str, torch.Tensor] = field(default_factory=dict)  # per-row tensors an objective adds (old log-probs)
     texts: list[str] = field(default_factory=list)  # each row's response as text (what constraints measure)
+    prompts: list[str] = field(default_factory=list)  # each row's prompt as text (what a cost model reads)
 
     @property
     def n_tokens(self) -> int:
@@ -76,7 +77,7 @@ class RolloutBatch:
         moved = (t.to(device) for t in (self.input_ids, self.attention_mask, self.response_mask, self.rewards))
         extras = {k: v.to(device) for k, v in self.extras.items()}
         return RolloutBatch(
-            *moved, group_size=self.group_size, stats=self.stats, seed=self.seed, extras=extras, texts=self.texts
+            *moved, self.group_size, self.stats, self.seed, extras, texts=self.texts, prompts=self.prompts
         )
 
     def select(self, rows: torch.Tensor) -> "RolloutBatch":
@@ -84,7 +85,8 @@ class RolloutBatch:
         picked = (t[rows] for t in (self.input_ids, self.attention_mask, self.response_mask, self.rewards))
         extras = {k: v[rows] for k, v in self.extras.items()}
         texts = [self.texts[i] for i in rows.tolist()] if self.texts else []
-        return RolloutBatch(*picked, group_size=1, stats=self.stats, seed=self.seed, extras=extras, texts=texts)
+        prompts = [self.prompts[i] for i in rows.tolist()] if self.prompts else []
+        return RolloutBatch(*picked, 1, self.stats, self.seed, extras, texts=texts, prompts=prompts)
 
 
 @dataclass
@@ -186,6 +188,7 @@ class RolloutSource(PoolSource):
         rewards, stats = self.scorer(rollouts, cfg.group_size, self.knobs["diversity"])
         batch = pack(prompts, responses, tok.pad_token_id, torch.tensor(rewards), cfg.group_size)
         batch.seed, batch.stats, batch.texts = seed, stats | response_stats(rollouts), [r.text for r in rollouts]
+        batch.prompts = [r.instance.prompt for r in rollouts]
         batch.stats |= {"time/generate_s": t1 - t0, "time/score_s": time.perf_counter() - t1}
         batch.stats["rollout/temperature"] = temperature
         return batch

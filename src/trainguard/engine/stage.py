@@ -73,9 +73,9 @@ class StageBuilder:
         out: dict[str, Companion] = {}
         if stage.reference is not None:
             out["reference"] = reference_policy(stage.reference, model, start.label, device)
-        if stage.reward_model is not None:
-            folder = self.folder_of(stage.reward_model, index)
-            out["reward_model"] = load_companion(folder, device, DTYPES[self.cfg.model.dtype])
+        for key in ("reward_model", "cost_model"):
+            if (value := getattr(stage, key)) is not None:
+                out[key] = load_companion(self.folder_of(value, index), device, DTYPES[self.cfg.model.dtype])
         return out
 
     def source(self, index: int, companions: dict[str, Companion], knobs: Knobs) -> Source:

@@ -5,7 +5,7 @@
 Optional extra heads, one per principle (`principles: [harm_prevention, ...]`), share the model and learn
 from rows' `principles: {name: chosen|rejected}` labels: multi-objective rewards."""
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -52,11 +52,12 @@ class RewardObjective(Objective):
     default_source = "pairs"
     best_metric = "reward/eval_accuracy"
     best_mode = "max"
+    head_key: ClassVar[str] = HEAD_KEY  # the exported head's name (heads/<key>/)
 
     def __init__(self, config: RewardConfig, ctx: ObjectiveContext) -> None:
         super().__init__(config, ctx)
         hidden = ctx.model_config.hidden_size
-        keys = [HEAD_KEY, *(f"{HEAD_KEY}_{p}" for p in config.principles)]
+        keys = [self.head_key, *(f"{self.head_key}_{p}" for p in config.principles)]
         self.heads = {key: RewardHead(hidden, separator=config.separator) for key in keys}
 
     def trainable_modules(self) -> dict[str, nn.Module]:

@@ -112,23 +112,29 @@ class RewardModelReward(RewardFn):
             where = f"{name!r} is not a head of {companion.source}"
             raise ConfigError(f"source.rewards.head: {where}; has: {', '.join(sorted(heads)) or 'none'}")
         self.model, self.head = companion.module.module, heads[name]
-        self.separator = getattr(self.head, "separator", " ")
 
     def score_one(self, rollout: Rollout) -> float:
         return self.score([rollout])[0]
 
-    @torch.no_grad()
     def score(self, rollouts: list[Rollout]) -> list[float]:
-        from trainguard.reward.data import encode_pair_texts
-        from trainguard.reward.model import last_hidden_state, rewards_at_last_token
+        prompts, texts = [r.instance.prompt for r in rollouts], [r.text for r in rollouts]
+        return score_texts(self.model, self.head, self.ctx.tokenizer, prompts, texts, self.ctx.max_length)
 
-        prompts = [r.instance.prompt for r in rollouts]
-        ids, mask, _ = encode_pair_texts(
-            self.ctx.tokenizer, prompts, [r.text for r in rollouts], self.ctx.max_length, separator=self.separator
-        )
-        device = next(self.model.parameters()).device
-        ids, mask = ids.to(device), mask.to(device)
-        return rewards_at_last_token(last_hidden_state(self.model, ids, mask), mask, self.head).tolist()
+
+@torch.no_grad()
+def score_texts(
+    model: Any, head: Any, tokenizer: Any, prompts: list[str], responses: list[str], max_length: int
+) -> list[float]:
+    """A frozen reward (or cost) model's scores of prompt + separator + response, read at the appended EOS as it
+    was trained (`RewardModel.get_rewards` reads the same)."""
+    from trainguard.reward.data import encode_pair_texts
+    from trainguard.reward.model import last_hidden_state, rewards_at_last_token
+
+    separator = getattr(head, "separator", " ")
+    ids, mask, _ = encode_pair_texts(tokenizer, prompts, responses, max_length, separator=separator)
+    device = next(model.parameters()).device
+    ids, mask = ids.to(device), mask.to(device)
+    return rewards_at_last_token(last_hidden_state(model, ids, mask), mask, head).tolist()
 
 
 class ShapingSection(Section):
