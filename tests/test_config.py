@@ -144,3 +144,33 @@ def test_yaml_on_and_off_are_progress_settings(tmp_path):
     path.write_text(text)
     assert "progress: on" in text and load_config(path).tracking.progress == "on"
     assert load_config(path, ["tracking.progress=off"]).tracking.progress == "off"
+
+
+def test_nested_plug_in_configs_survive_the_saved_config_yaml(tmp_path):
+    """A resume rebuilds every piece from config.yaml: a reward function's or a constraint measure's own keys
+    must come back (a list typed by the base class once dropped `cap`, and resumed runs scored differently)."""
+    from trainguard.api import load_config
+
+    source = {"name": "rollouts", "task": "reverse", "rewards": [{"name": "length", "cap": 6}]}
+    measure = {"name": "format", "kind": "regex", "pattern": "[a-z]+"}
+    stage = {
+        "name": "g",
+        "objective": "grpo",
+        "source": source,
+        "max_steps": 2,
+        "plugins": [{"name": "constraints", "constraints": [{"name": "f", "target": 0.1, "measure": measure}]}],
+    }
+    cfg = load_config(
+        {
+            "run": {"name": "x", "out_dir": str(tmp_path)},
+            "model": {"preset": "tiny"},
+            "data": {"sources": [{"task": "reverse", "n": 10}]},
+            "stages": [stage],
+        }
+    )
+    saved = tmp_path / "config.yaml"
+    saved.write_text(cfg.to_yaml())
+    again = load_config(saved)
+    assert again == cfg
+    assert again.stages[0].source.rewards[0].cap == 6
+    assert again.stages[0].plugins[0].constraints[0].measure.pattern == "[a-z]+"

@@ -150,3 +150,29 @@ def test_an_sft_stage_measures_greedy_answers_every_few_steps_and_adds_its_surro
     lam = [r["value"] for r in rows if r["key"] == "constraint/fmt/lambda"]
     assert lam[1] > 0  # a barely trained model's greedy answers break the format: λ rises
     assert any(r["key"] == "loss/constraint_fmt" and r["value"] > 0 for r in rows)  # the surrogate is in the loss
+
+
+def test_a_constrained_run_resumed_after_a_crash_ends_with_the_same_lambda_and_weights(tmp_path):
+    import shutil
+
+    from safetensors.torch import load_file
+
+    cfg = rl_config(tmp_path, {"name": "grpo"}, steps=4, source={"rewards": [{"name": "length", "cap": 6}]})
+    text = cfg.read_text().replace(
+        "save_total_limit: null",
+        "save_total_limit: null\n  plugins:\n  - {name: constraints, constraints: [{name: fmt, target: 0.05, "
+        "dual_lr: 0.5, controller: pid, measure: {name: format, kind: regex, pattern: '[a-z]{1,8}'}}]}",
+    )
+    cfg.write_text(text)
+    straight = api.run(cfg, overwrite=True)
+    crashed = tmp_path / "crashed"
+    shutil.copytree(straight.path, crashed)
+    manifest = json.loads((crashed / "manifest.json").read_text())
+    (crashed / "manifest.json").write_text(json.dumps(manifest | {"status": "running"}))
+    for later in ("checkpoints/step-000004", "final"):
+        shutil.rmtree(crashed / later)
+    resumed = api.resume(crashed)
+    lam = [[r["value"] for r in api.metrics(run) if r["key"] == "constraint/fmt/lambda"] for run in (straight, resumed)]
+    assert lam[0] == lam[1] and len(lam[0]) == 4
+    a, b = load_file(straight.final / "model.safetensors"), load_file(resumed.final / "model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)

@@ -15,7 +15,7 @@ differentiated, drives λ; the gradient comes from where the stage can take it:
 from typing import Any, Literal
 
 import torch
-from pydantic import Field, field_validator
+from pydantic import Field, SerializeAsAny, field_validator
 
 from trainguard.constraints.dual import ConstraintSpec, DualConfig, DualOptimizer
 from trainguard.constraints.library import (
@@ -42,7 +42,7 @@ IN_STAGE_ONLY_BY_API = {  # library kinds a stage cannot measure yet, and what t
 
 
 class StageConstraint(ConstraintSpec):
-    measure: ConstraintConfig = Field(
+    measure: SerializeAsAny[ConstraintConfig] = Field(
         description="How the violation is measured: a library kind, {name: format | safety | plan | ..., ...}."
     )
 

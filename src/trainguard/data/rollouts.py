@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import torch
-from pydantic import Field, field_validator
+from pydantic import Field, SerializeAsAny, field_validator
 from torch import nn
 
 from trainguard.data.batches import special_prefix
@@ -41,7 +41,7 @@ class RolloutSourceConfig(SourceConfig):
     temperature: float = Field(1.0, gt=0, description="Sampling temperature.")
     top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling mass.")
     max_new_tokens: int = Field(32, gt=0, description="Longest response; longer ones are truncated and counted.")
-    rewards: list[RewardFnConfig] = Field(
+    rewards: list[SerializeAsAny[RewardFnConfig]] = Field(
         default_factory=lambda: [VerifierConfig()],
         description="Reward functions summed with their weights: {name: verifier | reward_model | length, weight}.",
     )
