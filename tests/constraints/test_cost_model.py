@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from helpers import tiny_config, write_config
+from rl_helpers import rl_stage
 from trainguard import api
 from trainguard.objectives.cost import cost_terms
 
@@ -62,24 +63,8 @@ def test_a_cost_stage_learns_the_sign_and_a_safety_constraint_reads_it(tmp_path)
         "dual_lr": 0.5,
         "measure": {"name": "safety", "source": "cost_model", "threshold": 0.0},
     }
-    grpo = {
-        "name": "grpo",
-        "objective": "grpo",
-        "init": "base",
-        "cost_model": "cost",
-        "max_steps": 3,
-        "source": {
-            "name": "rollouts",
-            "task": "reverse",
-            "params": {"min_len": 3, "max_len": 4},
-            "prompts_per_step": 2,
-            "group_size": 4,
-            "max_new_tokens": 6,
-            "eval_prompts": 4,
-        },
-        "plugins": [{"name": "constraints", "constraints": [constraint]}],
-        "optimizer": {"lr": 1e-3},
-    }
+    plugins = [{"name": "constraints", "constraints": [constraint]}]
+    grpo = rl_stage({"name": "grpo"}, 3) | {"name": "grpo", "init": "base", "cost_model": "cost", "plugins": plugins}
     cfg = tiny_config(tmp_path / "runs", stages=[cost, grpo])
     run = api.run(write_config(tmp_path / "run.yaml", cfg), overwrite=True)
     rows = api.metrics(run)

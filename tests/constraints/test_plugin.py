@@ -7,7 +7,7 @@ import pytest
 import torch
 from pydantic import ValidationError
 
-from rl_helpers import rl_config
+from rl_helpers import LOWERCASE, format_constraint, resumed_after_crash, rl_config
 from trainguard import api
 from trainguard.constraints.plugin import ConstraintsConfig, ConstraintsPlugin
 from trainguard.data.batches import TokenBatch
@@ -16,12 +16,12 @@ from trainguard.models.tokenizer import byte_tokenizer
 from trainguard.objectives.base import LossOutput, ObjectiveContext
 from trainguard.rl.advantages import lagrangian_rewards
 
-LOWER = {"name": "format", "kind": "regex", "pattern": "[a-z]{1,8}"}
+LENGTH = {"rewards": [{"name": "length", "cap": 6}]}  # reward spread from a random policy: it learns
 
 
 def plugin(**over):
     cfg = ConstraintsConfig.model_validate(
-        {"constraints": [{"name": "fmt", "target": 0.05, "dual_lr": 0.5, "measure": LOWER}], **over}
+        {"constraints": [{"name": "fmt", "target": 0.05, "dual_lr": 0.5, "measure": LOWERCASE}], **over}
     )
     return ConstraintsPlugin(cfg, ObjectiveContext(model=torch.nn.Linear(1, 1), tokenizer=byte_tokenizer()))
 
@@ -76,17 +76,11 @@ def test_bad_configs_name_the_field():
     with pytest.raises(ValidationError, match="unknown constraint 'fmat'"):
         plugin(constraints=[{"name": "fmt", "target": 0.05, "measure": {"name": "fmat"}}])
     with pytest.raises(ValidationError, match="target"):
-        plugin(constraints=[{"name": "fmt", "target": -0.1, "measure": LOWER}])
+        plugin(constraints=[{"name": "fmt", "target": -0.1, "measure": LOWERCASE}])
 
 
 def test_a_constrained_grpo_stage_logs_lambda_and_resumes_its_state(tmp_path):
-    cfg = rl_config(tmp_path, {"name": "grpo"}, steps=4, source={"rewards": [{"name": "length", "cap": 6}]})
-    text = cfg.read_text().replace(
-        "save_total_limit: null",
-        "save_total_limit: null\n  plugins:\n  - {name: constraints, constraints: [{name: fmt, target: 0.05, "
-        "dual_lr: 0.5, controller: pid, measure: {name: format, kind: regex, pattern: '[a-z]{1,8}'}}]}",
-    )
-    cfg.write_text(text)
+    cfg = rl_config(tmp_path, {"name": "grpo"}, steps=4, source=LENGTH, stage=format_constraint(controller="pid"))
     run = api.run(cfg, overwrite=True)
     lam = [r["value"] for r in api.metrics(run) if r["key"] == "constraint/fmt/lambda"]
     value = [r["value"] for r in api.metrics(run) if r["key"] == "constraint/fmt/value"]
@@ -96,15 +90,8 @@ def test_a_constrained_grpo_stage_logs_lambda_and_resumes_its_state(tmp_path):
 
 
 def test_ppo_learns_a_cost_critic_per_constraint_and_exports_it(tmp_path):
-    cfg = rl_config(
-        tmp_path, {"name": "ppo", "num_minibatches": 2}, steps=3, source={"rewards": [{"name": "length", "cap": 6}]}
-    )
-    text = cfg.read_text().replace(
-        "save_total_limit: null",
-        "save_total_limit: null\n  plugins:\n  - {name: constraints, constraints: [{name: fmt, target: 0.05, "
-        "lambda_init: 1.0, measure: {name: format, kind: regex, pattern: '[a-z]{1,8}'}}]}",
-    )
-    cfg.write_text(text)
+    stage = format_constraint(dual_lr=0.01, lambda_init=1.0)
+    cfg = rl_config(tmp_path, {"name": "ppo", "num_minibatches": 2}, steps=3, source=LENGTH, stage=stage)
     run = api.run(cfg, overwrite=True)
     head = run.final / "heads" / "cost_critic_fmt" / "model.safetensors"
     assert head.is_file()
@@ -140,7 +127,7 @@ def test_an_sft_stage_measures_greedy_answers_every_few_steps_and_adds_its_surro
             "prompts": 8,
             "max_new_tokens": 8,
             "measure_every": 2,
-            "constraints": [{"name": "fmt", "target": 0.05, "dual_lr": 1.0, "measure": LOWER}],
+            "constraints": [{"name": "fmt", "target": 0.05, "dual_lr": 1.0, "measure": LOWERCASE}],
         }
     ]
     run = api.run(write_config(tmp_path / "sft.yaml", cfg), overwrite=True)
@@ -153,25 +140,12 @@ def test_an_sft_stage_measures_greedy_answers_every_few_steps_and_adds_its_surro
 
 
 def test_a_constrained_run_resumed_after_a_crash_ends_with_the_same_lambda_and_weights(tmp_path):
-    import shutil
 
     from safetensors.torch import load_file
 
-    cfg = rl_config(tmp_path, {"name": "grpo"}, steps=4, source={"rewards": [{"name": "length", "cap": 6}]})
-    text = cfg.read_text().replace(
-        "save_total_limit: null",
-        "save_total_limit: null\n  plugins:\n  - {name: constraints, constraints: [{name: fmt, target: 0.05, "
-        "dual_lr: 0.5, controller: pid, measure: {name: format, kind: regex, pattern: '[a-z]{1,8}'}}]}",
-    )
-    cfg.write_text(text)
+    cfg = rl_config(tmp_path, {"name": "grpo"}, steps=4, source=LENGTH, stage=format_constraint(controller="pid"))
     straight = api.run(cfg, overwrite=True)
-    crashed = tmp_path / "crashed"
-    shutil.copytree(straight.path, crashed)
-    manifest = json.loads((crashed / "manifest.json").read_text())
-    (crashed / "manifest.json").write_text(json.dumps(manifest | {"status": "running"}))
-    for later in ("checkpoints/step-000004", "final"):
-        shutil.rmtree(crashed / later)
-    resumed = api.resume(crashed)
+    resumed = resumed_after_crash(straight, tmp_path)
     lam = [[r["value"] for r in api.metrics(run) if r["key"] == "constraint/fmt/lambda"] for run in (straight, resumed)]
     assert lam[0] == lam[1] and len(lam[0]) == 4
     a, b = load_file(straight.final / "model.safetensors"), load_file(resumed.final / "model.safetensors")

@@ -2,13 +2,12 @@
 are logged, and a crash after a checkpoint resumes to the same weights (the sampling is seeded by step)."""
 
 import json
-import shutil
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from rl_helpers import rl_config
+from rl_helpers import resumed_after_crash, rl_config
 from trainguard import api
 
 
@@ -42,13 +41,7 @@ def test_a_grpo_stage_logs_its_rollout_numbers(tmp_path):
 
 def test_a_crash_after_a_checkpoint_resumes_to_the_same_weights(tmp_path):
     straight = api.run(grpo_run(tmp_path), overwrite=True)
-    crashed = tmp_path / "crashed"
-    shutil.copytree(straight.path, crashed)
-    manifest = json.loads((crashed / "manifest.json").read_text())
-    (crashed / "manifest.json").write_text(json.dumps(manifest | {"status": "running"}))
-    for later in ("checkpoints/step-000004", "final"):
-        shutil.rmtree(crashed / later)
-    resumed = api.resume(crashed)
+    resumed = resumed_after_crash(straight, tmp_path)
     a, b = weights(straight.final), weights(resumed.final)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
@@ -82,9 +75,8 @@ def test_a_lora_policy_measures_its_kl_against_itself_with_the_adapter_off(tmp_p
         steps=4,
         source=source,
         model={"preset": "tiny", "lora": {"r": 4, "dropout": 0.0}},
+        stage={"reference": "adapter"},
     )
-    text = cfg.read_text().replace("save_total_limit: null", "save_total_limit: null\n  reference: adapter")
-    cfg.write_text(text)
     run = api.run(cfg, overwrite=True)
     kl = [r["value"] for r in api.metrics(run) if r["key"] == "rl/kl"]
     assert kl[0] == pytest.approx(0.0, abs=1e-7) and kl[-1] > 1e-6  # the base is the start; the adapter drifts

@@ -1,14 +1,11 @@
 """A PPO stage on the engine: a value head trained beside the policy, ppo_epochs x minibatches inner updates
 per rollout batch, an early stop at target_kl, the KL penalty to a frozen reference, and exact resume."""
 
-import json
-import shutil
-
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from rl_helpers import rl_config
+from rl_helpers import resumed_after_crash, rl_config
 from trainguard import api
 from trainguard.errors import ConfigError
 from trainguard.track.store import read_metrics
@@ -19,9 +16,8 @@ def series(run, key):
 
 
 def test_ppo_runs_epochs_times_minibatches_and_trains_its_value_head(tmp_path):
-    cfg = rl_config(tmp_path, {"name": "ppo", "ppo_epochs": 3, "num_minibatches": 2, "kl_coef": 0.05}, steps=4)
-    text = cfg.read_text().replace("save_total_limit: null", "save_total_limit: null\n  reference: copy")
-    cfg.write_text(text)
+    objective = {"name": "ppo", "ppo_epochs": 3, "num_minibatches": 2, "kl_coef": 0.05}
+    cfg = rl_config(tmp_path, objective, steps=4, stage={"reference": "copy"})
     run = api.run(cfg, overwrite=True)
     assert series(run, "opt/inner_updates") == [6.0] * 4
     for key in ("rl/value_loss", "rl/explained_variance", "rl/kl", "rl/ratio_var", "eval/accuracy"):
@@ -48,23 +44,15 @@ def test_a_kl_coefficient_without_a_reference_fails_before_the_first_step(tmp_pa
 
 def test_a_ppo_crash_after_a_checkpoint_resumes_to_the_same_weights_and_value_head(tmp_path):
     straight = api.run(rl_config(tmp_path, {"name": "ppo", "num_minibatches": 2}), overwrite=True)
-    crashed = tmp_path / "crashed"
-    shutil.copytree(straight.path, crashed)
-    manifest = json.loads((crashed / "manifest.json").read_text())
-    (crashed / "manifest.json").write_text(json.dumps(manifest | {"status": "running"}))
-    for later in ("checkpoints/step-000004", "final"):
-        shutil.rmtree(crashed / later)
-    resumed = api.resume(crashed)
+    resumed = resumed_after_crash(straight, tmp_path)
     for name in ("model.safetensors", "heads/value_head/model.safetensors"):
         a, b = load_file(straight.final / name), load_file(resumed.final / name)
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
 
 
 def test_a_reward_model_path_that_does_not_exist_fails_before_the_first_step(tmp_path):
-    cfg = rl_config(tmp_path, {"name": "ppo"}, steps=2, source={"rewards": [{"name": "reward_model"}]})
-    cfg.write_text(
-        cfg.read_text().replace("save_total_limit: null", "save_total_limit: null\n  reward_model: /nowhere/rm")
-    )
+    source, stage = {"rewards": [{"name": "reward_model"}]}, {"reward_model": "/nowhere/rm"}
+    cfg = rl_config(tmp_path, {"name": "ppo"}, steps=2, source=source, stage=stage)
     with pytest.raises(ConfigError, match="/nowhere/rm"):
         api.run(cfg, overwrite=True)
     assert not (tmp_path / "runs" / "t" / "metrics.db").exists()

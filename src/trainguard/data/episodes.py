@@ -15,26 +15,21 @@ from pydantic import Field
 from torch import nn
 
 from trainguard.data.batches import special_prefix
-from trainguard.data.rollouts import PoolSource, RolloutBatch, decode_response, pack_rows
+from trainguard.data.rollouts import PoolSource, RolloutBatch, SampledSourceConfig, decode_response, pack_rows
 from trainguard.data.sources import SOURCES, SourceConfig, SourceContext, generating
 from trainguard.eval.accuracy import HELDOUT_START, generate_ids
-from trainguard.rl.rewards import Rollout, ShapingSection, group_duplicates, shaped
+from trainguard.rl.rewards import Rollout, group_duplicates, shaped
 from trainguard.tasks import Instance
 from trainguard.tasks.envs import ENVS, Env, make
 
 
-class EpisodeSourceConfig(SourceConfig):
+class EpisodeSourceConfig(SampledSourceConfig):
     name: Literal["episodes"] = "episodes"
     env: str = Field(description="Registered text environment.")
-    params: dict[str, Any] = Field(default_factory=dict, description="The environment's own parameters.")
     n_seeds: int = Field(10_000, gt=0, description="Pool of environment seeds: start .. start+n-1.")
-    start: int = Field(0, ge=0, description="First seed of the pool.")
     episodes_per_step: int = Field(4, gt=0, description="Seeds per engine step (each played group_size times).")
     group_size: int = Field(4, ge=1, description="Episodes per seed (GRPO's G).")
-    temperature: float = Field(1.0, gt=0, description="Sampling temperature.")
-    top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling mass.")
     max_new_tokens: int = Field(16, gt=0, description="Longest action per turn; longer ones are cut and counted.")
-    shaping: ShapingSection = Field(default_factory=ShapingSection, description="Reward shaping terms.")
     eval_episodes: int = Field(100, ge=0, description="Held-out seeds played greedily at each eval (0: none).")
 
 

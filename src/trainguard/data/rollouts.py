@@ -30,22 +30,28 @@ from trainguard.rl.rewards import (
 from trainguard.tasks import Instance, Task, build_task
 
 
-class RolloutSourceConfig(SourceConfig):
-    name: Literal["rollouts"] = "rollouts"
-    task: str = Field(description="Registered task whose prompts are sampled and whose verifier scores them.")
-    params: dict[str, Any] = Field(default_factory=dict, description="The task's own parameters.")
-    n_prompts: int = Field(2000, gt=0, description="Size of the prompt pool: instance ids start .. start+n-1.")
-    start: int = Field(0, ge=0, description="First instance id of the pool.")
-    prompts_per_step: int = Field(4, gt=0, description="Prompts per engine step (each sampled group_size times).")
+class SampledSourceConfig(SourceConfig):
+    """What every source that samples from the live policy shares: the pool's start, the group, sampling and
+    reward shaping (each source adds its pool size, its step size and its lengths)."""
+
+    params: dict[str, Any] = Field(default_factory=dict, description="The task's (or environment's) own parameters.")
+    start: int = Field(0, ge=0, description="First id (instance or environment seed) of the pool.")
     group_size: int = Field(8, ge=1, description="Samples per prompt (GRPO's G).")
     temperature: float = Field(1.0, gt=0, description="Sampling temperature.")
     top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling mass.")
+    shaping: ShapingSection = Field(default_factory=ShapingSection, description="Reward shaping terms.")
+
+
+class RolloutSourceConfig(SampledSourceConfig):
+    name: Literal["rollouts"] = "rollouts"
+    task: str = Field(description="Registered task whose prompts are sampled and whose verifier scores them.")
+    n_prompts: int = Field(2000, gt=0, description="Size of the prompt pool: instance ids start .. start+n-1.")
+    prompts_per_step: int = Field(4, gt=0, description="Prompts per engine step (each sampled group_size times).")
     max_new_tokens: int = Field(32, gt=0, description="Longest response; longer ones are truncated and counted.")
     rewards: list[SerializeAsAny[RewardFnConfig]] = Field(
         default_factory=lambda: [VerifierConfig()],
         description="Reward functions summed with their weights: {name: verifier | reward_model | length, weight}.",
     )
-    shaping: ShapingSection = Field(default_factory=ShapingSection, description="Reward shaping terms.")
     eval_prompts: int = Field(200, ge=0, description="Held-out prompts answered greedily at each eval (0: none).")
 
     @field_validator("rewards", mode="before")

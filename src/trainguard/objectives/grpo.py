@@ -52,8 +52,9 @@ class GRPOObjective(PolicyGradientObjective):
             batch.extras["advantages"] = advantages
             batch.extras["keep"] = (~zero_spread).repeat_interleave(batch.group_size).to(batch.response_mask.dtype)
             batch.stats["rollout/frac_reward_zero_std"] = float(zero_spread.float().mean())
-            device = next(self.ctx.model.parameters()).device
-            on_device = batch.to(device)
+            if self.config.epochs == 1 and self.reference is None:
+                continue  # the first update's own log-probs are the old ones: nothing to hold fixed
+            on_device = batch.to(next(self.ctx.model.parameters()).device)
             if self.config.epochs > 1:
                 with generating(self.ctx.model) as model:
                     batch.extras["old_logp"] = policy_forward(model, on_device)[0].cpu()
