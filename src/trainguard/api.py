@@ -177,6 +177,7 @@ def _pipeline(cfg: RunConfig, console: Console) -> Pipeline:
 def _execute(pipeline: Pipeline, run_dir: RunDir, resume: bool) -> RunResult:
     """Run the pipeline in its folder; whatever happens, the manifest ends with the run's status."""
     from trainguard.engine.outcome import GuardStop
+    from trainguard.engine.review import DeploymentRejected
 
     status = "failed"
     try:
@@ -185,6 +186,9 @@ def _execute(pipeline: Pipeline, run_dir: RunDir, resume: bool) -> RunResult:
         status = "completed"
     except GuardStop:
         status = "stopped"
+        raise
+    except DeploymentRejected:
+        status = "rejected"  # trained to the end; the deployment gate said no (final/verdict.json)
         raise
     except KeyboardInterrupt as err:
         status = "interrupted"

@@ -16,7 +16,9 @@ from trainguard.data.sources import SOURCES, RecordSourceConfig, SourceConfig
 from trainguard.engine.optim import OptimizerSection
 from trainguard.engine.schedule import ScheduleSection
 from trainguard.errors import ConfigError
+from trainguard.guard.alignment import ProbeConfig
 from trainguard.guard.faults import FaultSpec
+from trainguard.guard.gates import DeploymentGate, PromotionGate
 from trainguard.guard.guard import GuardSection
 from trainguard.models.config import PRESET_LR, LoraSection, ModelSection, TokenizerSection
 from trainguard.objectives import OBJECTIVES, STEP_PLUGINS, ObjectiveConfig, StepPluginConfig
@@ -114,6 +116,16 @@ class StageSection(Section):
     guard: dict[str, Any] = Field(
         default_factory=dict, description="Overrides of the run's guard settings for this stage (same keys)."
     )
+    gate: PromotionGate | None = Field(
+        None,
+        description="Promotion gate: held-out checks every N steps with criteria on their statistics; a rejection "
+        "is a critical `gate` alert that the guard's policy turns into a rollback (default) or a stop.",
+    )
+    probes: list[ProbeConfig] = Field(
+        default_factory=list,
+        description="Capability probes: named held-out evaluations every N steps, read by the alignment detectors "
+        "(capability spike, unexpected capability, objective misalignment, behaviour drift).",
+    )
 
     @field_validator("objective", mode="before")
     @classmethod
@@ -159,12 +171,32 @@ class EvalSection(Section):
     n: int = Field(200, gt=0, description="Held-out instances (ids disjoint from training).")
     max_new_tokens: int = Field(32, gt=0, description="Greedy generation budget per answer.")
     batch_size: int = Field(64, gt=0, description="Prompts generated per batch.")
+    tasks: list[str] = Field(
+        default_factory=list,
+        description="Tasks of the final evaluation table (n each, with Jeffreys 80% intervals; eval/final.json), "
+        "as `trainguard eval` reports them; parameters as trained.",
+    )
+    forgetting: float | None = Field(
+        None,
+        gt=0,
+        le=1,
+        description="After each stage, re-score every earlier stage's tasks on held-out prompts; a drop of the mean "
+        "score by more than this since that stage ended raises a `forgetting` alert (null: off).",
+    )
 
     @field_validator("task")
     @classmethod
     def _known_task(cls, value: str | None) -> str | None:
         if value is not None and value not in TASKS:
             raise ValueError(f"unknown task {value!r}; allowed: {', '.join(TASKS.names())}")
+        return value
+
+    @field_validator("tasks")
+    @classmethod
+    def _known_tasks(cls, value: list[str]) -> list[str]:
+        unknown = [t for t in value if t not in TASKS]
+        if unknown:
+            raise ValueError(f"unknown tasks {unknown}; allowed: {', '.join(TASKS.names())}")
         return value
 
 
@@ -190,6 +222,11 @@ class RunConfig(Section):
     eval: EvalSection = Field(default_factory=EvalSection, description="Held-out task accuracy before and after.")
     tracking: TrackingSection = Field(default_factory=TrackingSection, description="Mirrors and progress display.")
     guard: GuardSection = Field(default_factory=GuardSection, description="Detectors, policies and rollback.")
+    deployment: DeploymentGate | None = Field(
+        None,
+        description="Deployment gate on the final model: its verdict goes to final/verdict.json, and a rejection "
+        "makes `trainguard run` exit 4 (on_reject: fail).",
+    )
     faults: list[FaultSpec] = Field(default_factory=list, description="Faults injected on purpose (tests, demos).")
     imports: list[str] = Field(
         default_factory=list,

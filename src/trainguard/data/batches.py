@@ -30,15 +30,20 @@ class TokenBatch:
     input_ids: torch.Tensor  # (B, T) long, right-padded
     token_mask: torch.Tensor  # (B, T) bool, real tokens
     completion_mask: torch.Tensor  # (B, T) bool, completion tokens
+    # Optional per-row labels from a source that mixes groups (data/mix.py): each row's task (the objective
+    # reports per-task losses) and its index among that task's examples (hard-example bookkeeping). Host-side.
+    tasks: tuple[str, ...] | None = None
+    example_ids: tuple[int, ...] | None = None
 
     @property
     def n_tokens(self) -> int:
         return int(self.token_mask.sum())
 
     def to(self, device: torch.device) -> "TokenBatch":
-        return TokenBatch(
-            *(t.to(device, non_blocking=True) for t in (self.input_ids, self.token_mask, self.completion_mask))
+        ids, tokens, completion = (
+            t.to(device, non_blocking=True) for t in (self.input_ids, self.token_mask, self.completion_mask)
         )
+        return TokenBatch(ids, tokens, completion, self.tasks, self.example_ids)
 
 
 def special_prefix(tokenizer: Any) -> list[int]:

@@ -84,6 +84,11 @@ class Source(ABC):
         """Held-out batches the objective's `evaluate` reads."""
         return []
 
+    def observe(self, batch: Batch, out: Any) -> None:
+        """What the objective made of a batch this source served (its LossOutput, before backward): a source
+        that samples hard examples more often learns their losses here. Must not sync with the device."""
+        return None
+
     @property
     def epoch(self) -> float:
         return 0.0

@@ -19,6 +19,7 @@ from trainguard.engine.optim import set_group_lrs
 from trainguard.engine.outcome import GuardStop, StageResult
 from trainguard.engine.pieces import RunServices, StagePieces
 from trainguard.engine.recovery import Recovery
+from trainguard.engine.reviews import Reviews
 from trainguard.engine.schedule import lr_at
 from trainguard.engine.state import RngBundle, StateRegistry
 from trainguard.engine.stats import abs_max, global_norm, nonfinite_counts, update_norm
@@ -31,7 +32,7 @@ from trainguard.guard.policies import Decision
 PLAIN_GRADIENTS = (DistributedType.NO, DistributedType.MULTI_CPU, DistributedType.MULTI_GPU)
 
 
-class Engine(Recovery):
+class Engine(Recovery, Reviews):
     """Trains one stage; owns only the loop. Every resumable piece is in `self.registry`."""
 
     def __init__(self, pieces: StagePieces, services: RunServices, progress: Any = None) -> None:
@@ -55,6 +56,8 @@ class Engine(Recovery):
             self.registry.register(f"plugin/{plugin.key}", plugin)
         if p.guard is not None:
             self.registry.register("guard", p.guard)
+        if p.watch is not None:
+            self.registry.register("watch", p.watch, on_rollback="keep")
         self.registry.register("knobs", s.knobs, on_rollback="keep")
         self.registry.register("world", s.world, on_rollback="keep")
         if s.faults is not None:
@@ -160,6 +163,7 @@ class Engine(Recovery):
                 out.extras.setdefault("units", weight)
                 for plugin in self.pieces.plugins:
                     out.terms |= plugin.terms(mb, out)
+            self.source.observe(mb, out)
             loss = out.total / units
             if self.faults is not None:
                 loss = self.faults.loss(loss, step)
@@ -309,6 +313,9 @@ class Engine(Recovery):
                 continue  # the step's own update stats called for a rollback: nothing of it is saved
             if done or self.state.stage_step % self.stage.eval_every == 0:
                 self.evaluate()
+            watch = self.pieces.watch
+            if watch is not None and watch.due(self.state.stage_step, done) and self.check_watch(done):
+                continue  # the promotion gate rejected this model and the guard rolled it back: nothing is saved
             if due_save:
                 self.save()
             if self.progress is not None:
@@ -343,16 +350,3 @@ class Engine(Recovery):
         message = f"{action}: {change}" if change else f"{action} at {step}"
         knobs = dict(self.knobs.values)
         self.hooks.event("action", f"{message} ({decision.reason})", action=action, severity="warning", knobs=knobs)
-
-    def check_generation(self) -> None:
-        self.train_mode(False)  # sample as deployed: no dropout (LoRA's included)
-        try:
-            metrics, alerts = self.pieces.generation.check(self.policy, self.state.global_step)
-        finally:
-            self.train_mode(True)
-        self.log(metrics)
-        for alert in alerts:
-            self.hooks.alert(alert)
-        if self.guard is not None:
-            self.guard.note(alerts)
-            self.act(self.guard.decide(alerts))

@@ -32,6 +32,7 @@ class StagePieces:
     plugins: list[StepPlugin] = field(default_factory=list)
     guard: Guard | None = None
     generation: Any = None
+    watch: Any = None  # engine/watch.py StageWatch: the promotion gate and probes
 
 
 @dataclass

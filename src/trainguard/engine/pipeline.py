@@ -12,11 +12,13 @@ from rich.markup import escape
 
 from trainguard.atomic import atomic_write_json
 from trainguard.config import RunConfig, RunSection, StageSection
+from trainguard.data.mix import MixSourceConfig
 from trainguard.data.records import RecordSet, load_records
 from trainguard.engine.checkpoint import Checkpoint, Checkpointer
 from trainguard.engine.loop import Engine
 from trainguard.engine.outcome import GuardStop, Hooks, StageResult
 from trainguard.engine.pieces import RunServices
+from trainguard.engine.review import DeploymentRejected, RunReview
 from trainguard.engine.stage import StageBuilder
 from trainguard.engine.state import Knobs, TrainState, WorldMemory, seed_everything
 from trainguard.eval.accuracy import generate_text, heldout_instances, task_accuracy
@@ -30,9 +32,11 @@ from trainguard.models.loading import export_model, load_tokenizer
 from trainguard.rundir import RunDir
 from trainguard.tasks import build_task
 from trainguard.track.sinks import Sinks, StoreSink, TensorBoardSink
+from trainguard.track.store import read_table
 from trainguard.track.summary import stage_summaries
 from trainguard.ui.console import alert_markup
 from trainguard.ui.progress import StageProgress, progress_enabled, summary_table
+from trainguard.ui.verdict import verdict_lines
 
 
 @dataclass
@@ -85,6 +89,9 @@ class Pipeline:
         for stage in self.cfg.stages:
             own = stage.source.data
             self.records.append(run_records if own is None else load_records(own, self.cfg.run.seed))
+        for stage, records in zip(self.cfg.stages, self.records, strict=True):
+            if isinstance(stage.source, MixSourceConfig):
+                stage.source.check(records)  # a mix naming no group of its records fails before any stage trains
         distinct = list({id(r): r for r in self.records}.values())
         for report in (report for records in distinct for report in records.reports):
             severity = "warning" if report.bad else "info"
@@ -99,6 +106,9 @@ class Pipeline:
         self.run = run
         self.checkpointer = Checkpointer(run.checkpoints)
         self.builder = StageBuilder(self.cfg, run, self.tokenizer, self.accelerator, self.records)
+        self.review = RunReview(
+            self.cfg, self.tokenizer, run.eval_dir, self.train_prompts, self._task_params, self.builder.trained_tasks
+        )
         assert run.store is not None
         recorded = run.store.has_event("data")
         for severity, message, data in self.data_notes:
@@ -168,6 +178,10 @@ class Pipeline:
                 resume_here = latest if latest is not None and latest.manifest["stage_index"] == index else None
                 result.stages.append(self.run_stage(index, stage, resume_here, result))
             result.accuracy["after"] = self.measure_accuracy("after", self.final_model, force=True)
+            verdict = self.review.deployment(
+                self.final_model, self.run.final, self.state.global_step, self.open_alerts()
+            )
+            table = self.review.final_table(self.final_model)
         except GuardStop as stop:
             write_guard_report(self.run, str(stop))
             raise
@@ -175,7 +189,33 @@ class Pipeline:
             self.sinks.close()
         summaries = stage_summaries(self.run.path / "metrics.db")
         self.console.print(summary_table(str(self.run.path), summaries, result.accuracy))
+        if table is not None:
+            from trainguard.eval.report import eval_table
+
+            self.console.print(eval_table(table))
+        if verdict is not None:
+            word = "approved" if verdict.approved else "rejected"
+            self.event(
+                "deployment",
+                f"deployment gate {word}",
+                "info" if verdict.approved else "warning",
+                approved=verdict.approved,
+                reasons=verdict.reasons,
+            )
+            for line in verdict_lines(verdict, self.run.final / "verdict.json"):
+                self.console.print(line, highlight=False)
+            if not verdict.approved and self.cfg.deployment is not None and self.cfg.deployment.on_reject == "fail":
+                raise DeploymentRejected(
+                    f"the deployment gate rejected the final model: {'; '.join(verdict.reasons)} "
+                    f"(see {self.run.final / 'verdict.json'})"
+                )
         return result
+
+    def open_alerts(self) -> list[str]:
+        """The run's alignment and forgetting alerts, which a deployment gate that blocks on alerts reads."""
+        kinds = {"capability_spike", "unexpected_capability", "objective_misalignment", "behaviour_drift", "forgetting"}
+        rows = read_table(self.run.path / "metrics.db", "alerts")
+        return [f"{r['kind']} at step {r['step']} ({r['stage']})" for r in rows if r["kind"] in kinds]
 
     def run_stage(
         self, index: int, stage: StageSection, ckpt: Checkpoint | None, result: PipelineResult
@@ -225,6 +265,9 @@ class Pipeline:
             stage_result = engine.fit()
         export_model(policy, self.tokenizer, self.run.stage_export(stage.name, last), heads=heads)
         self.event("stage_end", f"stage {stage.name} done at step {self.state.global_step}", stage=stage.name)
+        if stage.objective.name not in ("reward", "cost"):  # those stages train a scorer, not the policy
+            for alert in self.review.forgetting(index, policy, self.state.global_step):
+                self.record_alert(alert, stage.name)
         self.final_model = policy
         return stage_result
 

@@ -1,6 +1,7 @@
 """Build one stage's pieces from the run config: where its model starts, its frozen companions, its
 objective (with heads), optimizer, source and guard. Stages hand over by folder, never by live object."""
 
+import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -9,6 +10,7 @@ from typing import Any
 from accelerate import Accelerator
 from torch import nn
 
+from trainguard.atomic import atomic_write_text
 from trainguard.config import RunConfig, StageSection
 from trainguard.data.records import RecordSet
 from trainguard.data.sources import SOURCES, Source, SourceContext
@@ -16,6 +18,7 @@ from trainguard.engine.companions import Companion, load_companion, reference_po
 from trainguard.engine.optim import build_optimizer
 from trainguard.engine.pieces import StagePieces
 from trainguard.engine.state import Knobs
+from trainguard.engine.watch import StageWatch
 from trainguard.guard.guard import Guard
 from trainguard.models.loading import DTYPES, build_model, is_lora
 from trainguard.objectives import OBJECTIVES, STEP_PLUGINS, ObjectiveContext
@@ -100,6 +103,37 @@ class StageBuilder:
             return None
         return Guard(cfg, watch_loss=objective.loss_tracks_progress, loss_key="loss/task" if plugins else "loss/train")
 
+    def trained_tasks(self, index: int) -> set[str]:
+        """The tasks stage `index` trains on: its records' `task` keys, and an RL source's task."""
+        tasks = {str(r["task"]) for r in self.records[index].train if "task" in r}
+        source_task = getattr(self.cfg.stages[index].source, "task", None)
+        return tasks | ({source_task} if source_task else set())
+
+    def watch(self, index: int) -> StageWatch | None:
+        """The stage's promotion gate and probes; their example rows go to the run folder's alignment/."""
+        stage = self.cfg.stages[index]
+        if stage.gate is None and not stage.probes:
+            return None
+        folder = self.run.path / "alignment"
+
+        def write(name: str, rows: list[dict[str, Any]]) -> None:
+            folder.mkdir(exist_ok=True)
+            atomic_write_text(folder / f"{stage.name}-{name}.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+
+        exclude = frozenset(r["prompt"] for r in self.records[index].train if "prompt" in r)
+        alignment = self.cfg.stage_guard(index).alignment
+        return StageWatch(
+            stage.gate,
+            stage.probes,
+            alignment,
+            stage.eval_every,
+            self.trained_tasks(index),
+            exclude,
+            self.tokenizer,
+            write,
+            self.cfg.data.chat,
+        )
+
     def build(self, index: int, knobs: Knobs) -> tuple[StagePieces, dict[str, Companion]]:
         """Every piece of stage `index`, prepared by accelerate; returns them and the companions. `knobs`
         are the stage's action knobs, which the objective, its plug-ins and the source may read."""
@@ -126,5 +160,6 @@ class StageBuilder:
             heads=dict(zip(heads, prepared, strict=True)),
             plugins=plugins,
             guard=self.guard(index, objective, plugins),
+            watch=self.watch(index),
         )
         return pieces, companions

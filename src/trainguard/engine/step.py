@@ -4,7 +4,9 @@ An engine step runs one or more inner updates (SFT: one, over grad_accum micro-b
 minibatches). Losses, loss terms, objective metrics and grad statistics stay on the device as running sums
 until `sync`, which moves them to the host in one `.tolist()` and turns them into the step's metrics:
 loss and terms are means over the inner updates, objective metrics means over micro-batches, `grad/norm`
-and `grad/max` the worst inner update (what the guard must see).
+and `grad/max` the worst inner update (what the guard must see). An objective's `extras["ratios"]`
+({name: (numerator, denominator)}, e.g. SFT's per-task loss sum and target count) are summed over the step's
+micro-batches and divided at the sync: a mean over micro-batches would dilute a value that some lack.
 """
 
 import math
@@ -23,6 +25,7 @@ class StepTensors:
     loss: torch.Tensor = field(init=False)
     terms: dict[str, torch.Tensor] = field(default_factory=dict)
     metrics: dict[str, torch.Tensor] = field(default_factory=dict)
+    ratios: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)  # (numerator, denominator)
     micro_batches: int = 0
     norms: list[torch.Tensor] = field(default_factory=list)  # pre-clip global norm of each inner update
     maxes: list[torch.Tensor] = field(default_factory=list)
@@ -42,6 +45,11 @@ class StepTensors:
         for name, value in out.metrics.items():
             value = value.detach().float()
             self.metrics[name] = self.metrics[name] + value if name in self.metrics else value
+        for name, (num, den) in out.extras.get("ratios", {}).items():
+            num, den = num.detach().float(), den.detach().float()
+            if name in self.ratios:
+                num, den = self.ratios[name][0] + num, self.ratios[name][1] + den
+            self.ratios[name] = (num, den)
         self.micro_batches += 1
 
         if self.track_updates:
@@ -58,7 +66,7 @@ class StepTensors:
 
     def sync(self, extra: list[torch.Tensor]) -> tuple[dict[str, float], list[float], list[float]]:
         """The step's one host sync: (metrics, each update's grad norm, the `extra` values)."""
-        terms, metrics = list(self.terms), list(self.metrics)
+        terms, metrics, ratios = list(self.terms), list(self.metrics), list(self.ratios)
         gmax = self.maxes[0] if len(self.maxes) == 1 else torch.stack(self.maxes).max()
         stacked = [
             self.loss,
@@ -66,6 +74,7 @@ class StepTensors:
             *(n.float() for n in self.norms),
             *(self.terms[t] for t in terms),
             *(self.metrics[m] for m in metrics),
+            *(v for r in ratios for v in self.ratios[r]),
             *extra,
         ]
         values = torch.stack(stacked).tolist()
@@ -80,7 +89,9 @@ class StepTensors:
         out |= {f"loss/{t}": v / n for t, v in zip(terms, rest, strict=False)}
         rest = rest[len(terms) :]
         out |= {m: v / self.micro_batches for m, v in zip(metrics, rest, strict=False)}
-        return out, norms, rest[len(metrics) :]
+        pairs, rest = rest[len(metrics) : len(metrics) + 2 * len(ratios)], rest[len(metrics) + 2 * len(ratios) :]
+        out |= {r: n / d for r, n, d in zip(ratios, pairs[0::2], pairs[1::2], strict=True) if d > 0}
+        return out, norms, rest
 
     def last_metric(self, key: str) -> float:
         """One extra sync after an inner update: `key` over that update alone (for an early stop): a loss

@@ -24,11 +24,13 @@ class AccuracyResult:
         return asdict(self)
 
 
-def heldout_instances(task: Task, n: int, exclude_prompts: set[str]) -> list[Instance]:
-    """`n` instances with ids from HELDOUT_START on, skipping any whose prompt appears in training."""
+def heldout_instances(
+    task: Task, n: int, exclude_prompts: set[str] | frozenset[str], start: int = HELDOUT_START
+) -> list[Instance]:
+    """`n` instances with ids from `start` (HELDOUT_START) on, skipping any whose prompt appears in training."""
     out: list[Instance] = []
-    i = HELDOUT_START
-    while len(out) < n and i < HELDOUT_START + 100 * n:
+    i = start
+    while len(out) < n and i < start + 100 * n:
         inst = task.instance(i)
         if inst.prompt not in exclude_prompts:
             out.append(inst)

@@ -9,6 +9,7 @@ from trainguard.guard import constraint_detectors, rl_detectors  # noqa: F401  (
 from trainguard.guard.actions import ACTIONS
 from trainguard.guard.activations import ActivationConfig, ActivationMonitor
 from trainguard.guard.alerts import Alert, at_least
+from trainguard.guard.alignment import AlignmentSection
 from trainguard.guard.data_checks import DataChecks, DataChecksConfig
 from trainguard.guard.detectors import DETECTORS, Detector
 from trainguard.guard.generation import GenerationConfig
@@ -33,6 +34,9 @@ class GuardSection(Section):
     activations: ActivationConfig = Field(default_factory=ActivationConfig, description="Activation statistics.")
     data: DataChecksConfig = Field(default_factory=DataChecksConfig, description="Source and batch data checks.")
     generation: GenerationConfig = Field(default_factory=GenerationConfig, description="Sample checks (opt-in).")
+    alignment: AlignmentSection = Field(
+        default_factory=AlignmentSection, description="Thresholds of the probes' alignment detectors."
+    )
     policies: dict[str, str] = Field(
         default_factory=lambda: dict(DEFAULT_POLICIES),
         description="Alert kind -> action: none | lower_lr | tighten_clip | diversify | undiversify | skip_step | "

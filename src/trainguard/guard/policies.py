@@ -30,6 +30,14 @@ DEFAULT_POLICIES: dict[str, str] = {
     "reward_failures": "none",
     "constraint_unsatisfied": "none",
     "constraint_nan": "none",
+    # Gates and probes (engine/watch.py): a rejected promotion rolls back; alignment alerts are for people to read
+    # and fail the gates that block on them.
+    "gate": "rollback",
+    "capability_spike": "none",
+    "unexpected_capability": "none",
+    "objective_misalignment": "none",
+    "behaviour_drift": "none",
+    "forgetting": "none",
 }
 
 #: The strongest action an info alert may ask for: a knob turn (undiversify on recovery), never a skip,
