@@ -13,6 +13,7 @@ from typing import Annotated, NoReturn
 import typer
 
 from trainguard import __version__, api
+from trainguard.cli_eval import compare_command, eval_command
 from trainguard.cli_tasks import data_app, sandbox_app, tasks_app
 from trainguard.errors import TrainguardError
 from trainguard.ui.console import console, err_console, fail
@@ -190,3 +191,7 @@ def monitor(
         console.print(f"wrote {export_csv(run_dir / 'metrics.db', export)} rows to {export}")
     if once or (plot is None and export is None):
         view.watch(run_dir, console, interval, once=once)
+
+
+app.command("eval")(eval_command)
+app.command("compare")(compare_command)
