@@ -65,7 +65,8 @@ def test_bad_values_name_the_field_and_allowed_values(make_config, tmp_path):
 
 def test_unknown_task_lists_registered_tasks(make_config):
     code, out = check(make_config(data={"sources": [{"task": "sat9", "n": 3}]}))
-    assert code == 2 and "unknown task 'sat9'; allowed: abd, ded, reverse, sat, sort" in out
+    allowed = "abd, ded, grammar, plan, reverse, safety, sat, sort, structured"
+    assert code == 2 and f"unknown task 'sat9'; allowed: {allowed}" in out
 
 
 def test_missing_model_path_is_named(make_config, tmp_path):
@@ -107,6 +108,7 @@ def test_schema_lists_sections_with_descriptions():
         "eval",
         "tracking",
         "guard",
+        "deployment",
         "faults",
         "imports",
     }
