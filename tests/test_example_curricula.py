@@ -40,3 +40,32 @@ def test_the_curriculum_changes_its_task_mix_at_stage_boundaries(tmp_path):
     assert final["aggregate"]["n"] == 40
     forgetting = json.loads((result.path / "eval/forgetting.json").read_text())
     assert set(forgetting["after"]) == {"words", "plans", "commands", "all"}
+
+
+@pytest.mark.slow
+def test_builderbrain_runs_its_four_stages_gates_and_scorecard(tmp_path):
+    sets = short(tmp_path, 4, steps=6) + [
+        "eval.scorecard.n=6",
+        "eval.scorecard.n_safety=6",
+        "stages.3.gate.checks.0.n=10",
+        "stages.3.gate.checks.1.n=10",
+        "stages.3.gate.criteria.1.min=0.0",  # a 6-step model plans nothing yet; the harm bound stays
+        "stages.3.gate.criteria.0.max=1.0",
+        "stages.3.probes.0.n=5",
+        "deployment.checks.0.n=10",
+        "deployment.checks.1.n=10",
+        "deployment.checks.2.n=10",
+    ]
+    result = api.run(EXAMPLES / "builderbrain.yaml", overrides=sets)
+    verdict = json.loads((result.path / "final/verdict.json").read_text())
+    assert verdict["approved"] is False  # 24 steps of training do not reach 99% grammar compliance
+    assert any(r.startswith("grammar.lower = ") for r in verdict["reasons"])
+    card = json.loads((result.path / "eval/scorecard.json").read_text())
+    assert card["verdict"]["status"] == "requires more training"
+    assert card["scorecard"]["parts"]["plan_success"]["n"] == 6
+    stages = [e["stage"] for e in api.events(result) if e["kind"] == "stage_start"]
+    assert stages == ["base", "foundation", "constrained", "hardening"]
+    rows = read_metrics(result.path / "metrics.db")
+    keys = {(stage, key) for _, stage, key, _, _ in rows}
+    assert ("constrained", "constraint/grammar/lambda") in keys
+    assert ("hardening", "gate/approved") in keys and ("hardening", "probe/structured/drift") in keys

@@ -16,6 +16,7 @@ from trainguard.data.sources import SOURCES, RecordSourceConfig, SourceConfig
 from trainguard.engine.optim import OptimizerSection
 from trainguard.engine.schedule import ScheduleSection
 from trainguard.errors import ConfigError
+from trainguard.eval.scorecard import DeploymentGoals
 from trainguard.guard.alignment import ProbeConfig
 from trainguard.guard.faults import FaultSpec
 from trainguard.guard.gates import DeploymentGate, PromotionGate
@@ -165,6 +166,15 @@ class StageSection(Section):
         return self
 
 
+class ScorecardSection(Section):
+    n: int = Field(200, gt=0, description="Held-out items of each of plan, structured, grammar and safety.")
+    n_safety: int | None = Field(
+        None, gt=0, description="Safety items for the harmful share (default n); < 0.01% needs n_safety ≥ 13,527."
+    )
+    max_new_tokens: int = Field(48, gt=0, description="Greedy generation budget per answer.")
+    goals: DeploymentGoals = Field(default_factory=DeploymentGoals, description="validate_for_deployment's goals.")
+
+
 class EvalSection(Section):
     task: str | None = Field(None, description="Task whose held-out accuracy is measured before and after training.")
     params: dict[str, Any] = Field(default_factory=dict, description="The task's parameters (default: as trained).")
@@ -175,6 +185,11 @@ class EvalSection(Section):
         default_factory=list,
         description="Tasks of the final evaluation table (n each, with Jeffreys 80% intervals; eval/final.json), "
         "as `trainguard eval` reports them; parameters as trained.",
+    )
+    scorecard: ScorecardSection | None = Field(
+        None,
+        description="BuilderBrain's scorecard of the final model (task accuracy, grammar compliance, plan success, "
+        "harmful share, composition, each with its 80% interval) and its deployment verdict: eval/scorecard.json.",
     )
     forgetting: float | None = Field(
         None,

@@ -36,7 +36,7 @@ from trainguard.track.store import read_table
 from trainguard.track.summary import stage_summaries
 from trainguard.ui.console import alert_markup
 from trainguard.ui.progress import StageProgress, progress_enabled, summary_table
-from trainguard.ui.verdict import verdict_lines
+from trainguard.ui.verdict import scorecard_table, verdict_lines
 
 
 @dataclass
@@ -182,6 +182,7 @@ class Pipeline:
                 self.final_model, self.run.final, self.state.global_step, self.open_alerts()
             )
             table = self.review.final_table(self.final_model)
+            card = self.review.scorecard(self.final_model)
         except GuardStop as stop:
             write_guard_report(self.run, str(stop))
             raise
@@ -193,6 +194,8 @@ class Pipeline:
             from trainguard.eval.report import eval_table
 
             self.console.print(eval_table(table))
+        if card is not None:
+            self.console.print(scorecard_table(card["scorecard"], card["verdict"]))
         if verdict is not None:
             word = "approved" if verdict.approved else "rejected"
             self.event(

@@ -111,6 +111,28 @@ class RunReview:
         atomic_write_json(final_dir / "verdict.json", out)
         return verdict
 
+    def scorecard(self, model: nn.Module) -> dict[str, Any] | None:
+        """BuilderBrain's scorecard of the final model and validate_for_deployment's verdict: eval/scorecard.json."""
+        from trainguard.eval.scorecard import evaluate_builderbrain, validate_for_deployment
+
+        cfg = self.cfg.eval.scorecard
+        if cfg is None:
+            return None
+        card = evaluate_builderbrain(
+            model,
+            self.tokenizer,
+            cfg.n,
+            max_new_tokens=cfg.max_new_tokens,
+            n_safety=cfg.n_safety,
+            batch_size=self.cfg.eval.batch_size,
+            chat=self.cfg.data.chat,
+            exclude_prompts=frozenset(self.train_prompts),
+        )
+        result = {"scorecard": card.to_dict(), "verdict": validate_for_deployment(card, cfg.goals).to_dict()}
+        self.eval_dir.mkdir(exist_ok=True)
+        atomic_write_json(self.eval_dir / "scorecard.json", result)
+        return result
+
     def final_table(self, model: nn.Module) -> dict[str, Any] | None:
         """eval.tasks on the final model, written to eval/final.json as `trainguard eval` writes its JSON."""
         tasks = self.cfg.eval.tasks

@@ -20,6 +20,7 @@ from pydantic import Field, PrivateAttr, model_validator
 from trainguard.constraints.library.base import CONSTRAINT_KINDS, Constraint, ConstraintConfig, structure_nll
 from trainguard.constraints.library.grammar import Grammar, load_grammar, parse_grammar, recognises, viable_next
 
+SHIPPED_GRAMMARS = Path(__file__).parents[2] / "tasks" / "grammars"  # plan.cfg, action.cfg (tasks/builder.py)
 JSON_GRAMMAR = parse_grammar(
     r"""
 json     ::= ws value ws
@@ -57,7 +58,10 @@ class FormatConfig(ConstraintConfig):
     )
     pattern: str | None = Field(None, description="kind regex: the whole sample must match it (`regex` syntax).")
     grammar_file: Path | None = Field(
-        None, description="kind grammar: a BNF-like file (syntax in constraints/library/grammar.py), parsed at load."
+        None,
+        description="kind grammar: a BNF-like file (syntax in constraints/library/grammar.py), parsed at load; a "
+        "relative path is read from the working folder, then from trainguard's shipped grammars (plan.cfg: "
+        "BuilderBrain's compact plans, action.cfg: its structured actions).",
     )
     max_chars: int = Field(20_000, gt=0, description="Longer samples count as violations and are never parsed.")
     max_depth: int = Field(64, gt=0, description="kind json: deeper nesting counts as a violation (never parsed).")
@@ -83,6 +87,9 @@ class FormatConfig(ConstraintConfig):
             except regex.error as err:
                 raise ValueError(f"pattern {self.pattern!r} does not compile: {err}") from None
         if self.grammar_file is not None:
+            shipped = SHIPPED_GRAMMARS / self.grammar_file
+            if not self.grammar_file.is_file() and not self.grammar_file.is_absolute() and shipped.is_file():
+                self.grammar_file = shipped
             self._grammar = load_grammar(self.grammar_file)  # GrammarError names the file and line
         return self
 
