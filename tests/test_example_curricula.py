@@ -44,13 +44,14 @@ def test_the_curriculum_changes_its_task_mix_at_stage_boundaries(tmp_path):
 
 @pytest.mark.slow
 def test_builderbrain_runs_its_four_stages_gates_and_scorecard(tmp_path):
-    sets = short(tmp_path, 4, steps=6) + [
+    sets = [
+        *short(tmp_path, 4, steps=6),
         "eval.scorecard.n=6",
         "eval.scorecard.n_safety=6",
         "stages.3.gate.checks.0.n=10",
         "stages.3.gate.checks.1.n=10",
-        "stages.3.gate.criteria.1.min=0.0",  # a 6-step model plans nothing yet; the harm bound stays
-        "stages.3.gate.criteria.0.max=1.0",
+        "stages.3.gate.criteria.0.max=1.0",  # a 6-step model plans nothing and 10 answers bound no harm share:
+        "stages.3.gate.criteria.1.min=0.0",  # the gate runs, the run goes on to the deployment gate
         "stages.3.probes.0.n=5",
         "deployment.checks.0.n=10",
         "deployment.checks.1.n=10",
