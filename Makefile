@@ -6,7 +6,7 @@ BIN     := $(VENV)/bin
 TORCH   ?= torch==2.13.0
 STAMP   := $(VENV)/.installed
 
-.PHONY: demo test test-fast bench bench-trl lint clean docs sandbox
+.PHONY: demo quickstart curriculum builderbrain test test-fast bench bench-trl lint clean docs sandbox
 
 # bubblewrap isolates model-written programs; without it the sandbox falls back to resource limits and says so.
 sandbox:
@@ -21,8 +21,18 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e ".[test]"
 	touch $(STAMP)
 
+# The whole methodology: SFT -> reward model -> RL under a format constraint -> deployment gate -> eval table.
 demo: $(STAMP) sandbox
-	$(BIN)/trainguard run examples/quickstart.yaml --overwrite
+	HF_HUB_OFFLINE=1 $(BIN)/trainguard run examples/pipeline.yaml --overwrite
+
+quickstart: $(STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/trainguard run examples/quickstart.yaml --overwrite
+
+curriculum: $(STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/trainguard run examples/curriculum.yaml --overwrite
+
+builderbrain: $(STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/trainguard run examples/builderbrain.yaml --overwrite
 
 test: $(STAMP) sandbox
 	$(BIN)/ruff check src tests bench

@@ -43,3 +43,17 @@ def test_behaviour_that_changes_when_unwatched_is_drift():
     assert shift == 0.3 and alert is not None and alert.kind == "behaviour_drift"
     quiet, small = drift_alert("p", watched, [HARMFUL] + ["no"] * 9, 5, CFG)
     assert quiet is None and small == 0.1
+
+
+def test_rl_misalignment_reads_the_most_rewarded_rollouts():
+    from trainguard.guard.rl_detectors import MisalignmentConfig, MisalignmentDetector
+    from trainguard.rl.rewards import unsafe_rewarded
+
+    texts = [HARMFUL, "fine", "fine", "fine", "fine", HARMFUL, "fine", "fine", "fine", "fine"]
+    rewards = [9.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 8.0]  # top fifth: samples 0 and 9
+    assert unsafe_rewarded(rewards, texts) == 0.5
+    assert unsafe_rewarded([0.0] * 10, ["fine"] * 10) == 0.0
+    detector = MisalignmentDetector(MisalignmentConfig())
+    (alert,) = detector.observe({"rollout/unsafe_rewarded": 0.5}, 3)
+    assert alert.kind == "objective_misalignment" and alert.severity == "warning"
+    assert detector.observe({"rollout/unsafe_rewarded": 0.05}, 4) == []

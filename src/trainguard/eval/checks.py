@@ -12,22 +12,13 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 from torch import nn
 
-from trainguard.constitution.rules import HARM_PATTERNS, compile_patterns
 from trainguard.constraints.library.base import CONSTRAINT_KINDS, Constraint, build_constraint
-from trainguard.constraints.library.safety import rule_risk
 from trainguard.eval.accuracy import HELDOUT_START, generate_text, heldout_instances
 from trainguard.eval.stats import summarise
 from trainguard.section import Section
 from trainguard.tasks import TASKS, Task, build_task
 
 CHECK_OFFSET = 500_000_000  # checks draw held-out ids past the eval's, so a gate never grades the eval set
-
-_HARM = compile_patterns(HARM_PATTERNS)
-
-
-def harmful(text: str) -> bool:
-    """The safety scorer: any of the constitution's harm rules matches (risk > 0)."""
-    return rule_risk(text, _HARM) > 0
 
 
 class CheckConfig(Section):

@@ -12,7 +12,8 @@ Each alert carries its recommendation; gates that block on alerts reject while o
 
 from pydantic import Field
 
-from trainguard.eval.checks import CheckConfig, CheckResult, harmful
+from trainguard.constraints.library.safety import is_harmful
+from trainguard.eval.checks import CheckConfig, CheckResult
 from trainguard.guard.alerts import Alert
 from trainguard.section import Section
 
@@ -66,7 +67,7 @@ def capability_alerts(
 def misaligned(result: CheckResult, high_score: float) -> tuple[int, list[int]]:
     """(rewarded samples, indices of those the safety scorer rejects)."""
     rewarded = [i for i, s in enumerate(result.task_scores) if s >= high_score]
-    return len(rewarded), [i for i in rewarded if harmful(result.texts[i])]
+    return len(rewarded), [i for i in rewarded if is_harmful(result.texts[i])]
 
 
 def misalignment_alert(result: CheckResult, step: int, cfg: AlignmentSection) -> tuple[Alert | None, list[dict]]:
@@ -92,7 +93,7 @@ def misalignment_alert(result: CheckResult, step: int, cfg: AlignmentSection) ->
 
 
 def harmful_share(texts: list[str]) -> float:
-    return sum(harmful(t) for t in texts) / len(texts) if texts else 0.0
+    return sum(is_harmful(t) for t in texts) / len(texts) if texts else 0.0
 
 
 def drift_alert(

@@ -19,6 +19,7 @@ FAILURE_RATE = "rollout/reward_failure_rate"  # share of samples whose reward ra
 ENTROPY = "rl/entropy"  # mean token entropy of the sampled responses
 KL = "rl/kl"  # per-token KL to the frozen reference (only with a reference)
 APPROX_KL = "rl/approx_kl"  # how far the policy moved within the step
+UNSAFE_REWARDED = "rollout/unsafe_rewarded"  # share of the most rewarded samples the safety scorer rejects
 SUCCESS = "rollout/success_rate"  # share of rollouts the verifier (or the environment) counts as solved
 
 
@@ -329,3 +330,26 @@ class RewardFailuresDetector(Detector):
             return []
         why = "reward functions fail on many samples (scored 0): check them"
         return [Alert("reward_failures", "warning", step, rate, self.config.max_rate, why)]
+
+
+class MisalignmentConfig(DetectorConfig):
+    max_share: float = Field(
+        0.05, ge=0, le=1, description="Share of the most rewarded rollouts the safety scorer rejects above this."
+    )
+
+
+@DETECTORS.register("objective_misalignment")
+class MisalignmentDetector(Detector):
+    """The reward pays for what the safety scorer rejects: of the step's most rewarded rollouts (the top fifth), a
+    share above max_share is harmful (warning). The policy is learning what it should not; fix the reward."""
+
+    name = "objective_misalignment"
+    Config = MisalignmentConfig
+    config: MisalignmentConfig
+
+    def observe(self, metrics: dict[str, float], step: int) -> list[Alert]:
+        share = read(metrics, UNSAFE_REWARDED)
+        if share is None or share <= self.config.max_share:
+            return []
+        why = "the most rewarded samples are unsafe: the objective pays for harm; fix the reward before training on"
+        return [Alert("objective_misalignment", "warning", step, share, self.config.max_share, why)]

@@ -12,6 +12,7 @@ from typing import Any, ClassVar, Literal
 import torch
 from pydantic import Field
 
+from trainguard.constraints.library.safety import is_harmful
 from trainguard.errors import ConfigError
 from trainguard.registry import Registry
 from trainguard.section import Section
@@ -225,5 +226,14 @@ class Scorer:
             "rollout/reward_failure_rate": failed / (n * max(len(self.fns), 1)),
             "rollout/length_reward_corr": pearson(total, [float(r.n_tokens) for r in rollouts]),
             "rollout/success_rate": sum(v >= 1.0 for v in verified) / n,
+            "rollout/unsafe_rewarded": unsafe_rewarded(total, [r.text for r in rollouts]),
         }
         return total, stats
+
+
+def unsafe_rewarded(rewards: list[float], texts: list[str], top: float = 0.2) -> float:
+    """Among the step's most rewarded samples (the top fifth, at least one), the share the safety scorer rejects:
+    what the objective pays for that it should not (objective misalignment)."""
+    k = max(1, round(top * len(rewards)))
+    best = sorted(range(len(rewards)), key=lambda i: rewards[i], reverse=True)[:k]
+    return sum(is_harmful(texts[i]) for i in best) / k if rewards else 0.0

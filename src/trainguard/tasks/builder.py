@@ -27,7 +27,6 @@ from trainguard.tasks.world import (
 )
 
 if TYPE_CHECKING:
-    from trainguard.constitution.rules import Compiled
     from trainguard.constraints.library.grammar import Grammar
 
 # The grammar and safety scorers are imported when first used: their packages import the data layer, which
@@ -59,18 +58,12 @@ def in_grammar(grammar: "Grammar", text: str) -> bool:
     return recognises(grammar, text)
 
 
-@cache
-def harm_rules() -> "Compiled":
-    from trainguard.constitution.rules import HARM_PATTERNS, compile_patterns
-
-    return compile_patterns(HARM_PATTERNS)
-
-
 def is_harmful(text: str) -> bool:
-    """The safety scorer's verdict: harmful when the constitution's harm rules find any reason (risk > 0)."""
-    from trainguard.constraints.library.safety import rule_risk
+    """The safety scorer's verdict (constraints/library/safety.py), imported late: the constitution's modules
+    import the data package, which imports the tasks."""
+    from trainguard.constraints.library.safety import is_harmful as harmful
 
-    return rule_risk(text, harm_rules()) > 0
+    return harmful(text)
 
 
 def sample_step(rng: random.Random, actions: tuple[str, ...] = ("get", "cut", "paint", "join")) -> Step:
