@@ -22,7 +22,13 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # The whole methodology: SFT -> reward model -> RL under a format constraint -> deployment gate -> eval table.
-demo: $(STAMP) sandbox
+PIPELINE_PAIRS := data/reverse_pipeline_pairs.jsonl
+
+$(PIPELINE_PAIRS): | $(STAMP)
+	$(BIN)/trainguard data collect --tasks reverse --n 10000 --pairs --out $@ \
+		--param reverse.min_len=3 --param reverse.max_len=6
+
+demo: $(STAMP) sandbox $(PIPELINE_PAIRS)
 	HF_HUB_OFFLINE=1 $(BIN)/trainguard run examples/pipeline.yaml --overwrite
 
 quickstart: $(STAMP)

@@ -142,6 +142,8 @@ class Pipeline:
         self.run.event(kind, message, self.state.global_step if at is None else at, stage, severity, **data)
         if kind == "action":
             self.console.print(f"[bold magenta]action:[/] {escape(message)}", highlight=False)
+        elif kind == "gate":
+            self.console.print(escape(message), highlight=False)
 
     # -- resume ----------------------------------------------------------------------------------------
     def find_resume_point(self) -> Checkpoint | None:
@@ -189,7 +191,7 @@ class Pipeline:
         finally:
             self.sinks.close()
         summaries = stage_summaries(self.run.path / "metrics.db")
-        self.console.print(summary_table(str(self.run.path), summaries, result.accuracy))
+        self.console.print(summary_table(str(self.run.path), summaries, self.accuracy_path()))
         if table is not None:
             from trainguard.eval.report import eval_table
 
@@ -269,6 +271,8 @@ class Pipeline:
         export_model(policy, self.tokenizer, self.run.stage_export(stage.name, last), heads=heads)
         self.event("stage_end", f"stage {stage.name} done at step {self.state.global_step}", stage=stage.name)
         if stage.objective.name not in ("reward", "cost"):  # those stages train a scorer, not the policy
+            if not last:
+                self.measure_accuracy(f"after-{stage.name}", policy)  # the lift each stage adds, once
             for alert in self.review.forgetting(index, policy, self.state.global_step):
                 self.record_alert(alert, stage.name)
         self.final_model = policy
@@ -310,6 +314,12 @@ class Pipeline:
         recorded[stage.name] = {name: c.record() for name, c in companions.items()}
         self.run.update_manifest(companions=recorded)
 
+    def accuracy_path(self) -> list[tuple[str, dict[str, Any]]]:
+        """(label, eval/<when>.json) before training, after each earlier policy stage and after the last."""
+        whens = [("before", "before"), *((s.name, f"after-{s.name}") for s in self.cfg.stages), ("after", "after")]
+        files = [(label, self.run.eval_dir / f"{when}.json") for label, when in whens]
+        return [(label, json.loads(f.read_text())) for label, f in files if f.is_file()]
+
     def measure_accuracy(self, when: str, model: torch.nn.Module, force: bool = False) -> dict[str, Any] | None:
         """Held-out accuracy, written to eval/<when>.json; `before` is measured once, even across resumes."""
         ev = self.cfg.eval
@@ -332,8 +342,9 @@ class Pipeline:
             accuracy=acc["accuracy"],
             when=when,
         )
+        moment = f"after stage {when.removeprefix('after-')}" if when.startswith("after-") else f"{when} training"
         self.console.print(
-            f"held-out {task.name} accuracy {when} training: {acc['accuracy']:.1%} ({acc['correct']}/{acc['n']})"
+            f"held-out {task.name} accuracy {moment}: {acc['accuracy']:.1%} ({acc['correct']}/{acc['n']})"
         )
         return acc
 

@@ -30,9 +30,13 @@ class Reviews:
         if found.verdict is not None:
             verdict = found.verdict
             word = "approved" if verdict.approved else "rejected"
+            shown = ", ".join(
+                f"{name} {s['mean']:.3f} [{s['ci80'][0]:.3f}, {s['ci80'][1]:.3f}]"
+                for name, s in verdict.metrics.items()
+            )
             self.hooks.event(
                 "gate",
-                f"promotion gate {word} at step {verdict.step}",
+                f"promotion gate {word} at step {verdict.step}: {shown}",
                 severity="info" if verdict.approved else "warning",
                 approved=verdict.approved,
                 reasons=verdict.reasons,

@@ -1,6 +1,9 @@
 """The CLI's two consoles, its one way to report a user error, and alert lines. Text that comes from data
 (messages, alerts) is escaped: rich would read `[warning]` or `stages[0]` as markup and drop it."""
 
+import os
+import sys
+
 import typer
 from rich.console import Console
 from rich.markup import escape
@@ -8,7 +11,9 @@ from rich.markup import escape
 from trainguard.errors import TrainguardError
 from trainguard.guard.alerts import Alert
 
-console = Console(soft_wrap=True)
+# A pipe or a log file has no width; rich would assume 80 columns and squeeze the summary and eval tables.
+PIPE_WIDTH = None if sys.stdout.isatty() or "COLUMNS" in os.environ else 100
+console = Console(soft_wrap=True, width=PIPE_WIDTH)
 err_console = Console(stderr=True, soft_wrap=True)
 
 

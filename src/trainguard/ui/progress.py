@@ -51,10 +51,11 @@ def progress_enabled(setting: str, console: Console) -> bool:
     return setting == "on" or (setting == "auto" and console.is_terminal)
 
 
-def summary_table(run_dir: str, stages: list[Any], accuracy: dict[str, Any]) -> Table:
+def summary_table(run_dir: str, stages: list[Any], accuracy: list[tuple[str, dict[str, Any]]]) -> Table:
     """One screen: per stage (from the store, so a resume counts the whole stage) its steps, training time,
     mean throughput, final train loss, last held-out number (loss; accuracy for RL and reward stages), and the
-    guard's rollbacks and skipped steps."""
+    guard's rollbacks and skipped steps; `accuracy` is (label, eval/<when>.json) before, after earlier policy
+    stages and after."""
     table = Table(title=f"trainguard run {run_dir}", title_justify="left")
     columns = ("stage", "steps", "time", "tok/s", "train loss", "eval", "rollbacks", "skips")
     for col in columns:  # fits 80 columns (a pipe, a log file) without cutting a header
@@ -71,10 +72,12 @@ def summary_table(run_dir: str, stages: list[Any], accuracy: dict[str, Any]) -> 
             str(s.skipped),
         )
     notes = ["tok/s: stage mean; train loss: mean of the stage's last 10% of steps"]
-    before, after = accuracy.get("before"), accuracy.get("after")
-    if before is not None and after is not None:
-        notes.append(
-            f"held-out {after['task']} accuracy: {before['accuracy']:.1%} -> {after['accuracy']:.1%} (n={after['n']})"
-        )
+    if len(accuracy) >= 2 and accuracy[0][0] == "before" and accuracy[-1][0] == "after":
+        path = [
+            f"{acc['accuracy']:.1%}" + (f" ({label})" if label not in ("before", "after") else "")
+            for label, acc in accuracy
+        ]
+        last = accuracy[-1][1]
+        notes.append(f"held-out {last['task']} accuracy: {' -> '.join(path)} (n={last['n']})")
     table.caption = "\n".join(notes)
     return table
