@@ -61,6 +61,10 @@ class Env(ABC):
         """The optimal next action text for the current state, for demonstrations."""
         raise NotImplementedError(f"environment '{self.name}' has no expert")
 
+    def valid_actions(self) -> list[str]:
+        """The actions that are valid in the current state (what a random-valid-action baseline draws from)."""
+        raise NotImplementedError(f"environment '{self.name}' does not list its valid actions")
+
     def _require_open(self) -> None:
         """Refuse a step after the episode ended (a caller's bug, unlike bad action text); call it first in step()."""
         if self.done:

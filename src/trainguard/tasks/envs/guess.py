@@ -62,3 +62,6 @@ class Guess(Env):
 
     def expert_action(self) -> str:
         return str((self.low + self.high) // 2)
+
+    def valid_actions(self) -> list[str]:
+        return [str(k) for k in range(1, self.config.n + 1)]
