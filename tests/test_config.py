@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from helpers import tiny_config, write_config
 from trainguard.cli import app
 from trainguard.config import RunConfig, load_config
 from trainguard.errors import ConfigError
@@ -176,3 +177,11 @@ def test_nested_plug_in_configs_survive_the_saved_config_yaml(tmp_path):
     assert again == cfg
     assert again.stages[0].source.rewards[0].cap == 6
     assert again.stages[0].plugins[0].constraints[0].measure.pattern == "[a-z]+"
+
+
+def test_a_stage_may_not_take_a_name_that_init_reserves(make_config, tmp_path):
+    """A stage called `base` would make `init: previous` of the next one load the untrained model."""
+    cfg = tiny_config(tmp_path / "runs")
+    cfg["stages"][0]["name"] = "base"
+    code, out = check(write_config(tmp_path / "reserved.yaml", cfg))
+    assert code == 2 and "stages.0.name: 'base' is reserved" in out

@@ -65,7 +65,7 @@ def test_builderbrain_runs_its_four_stages_gates_and_scorecard(tmp_path):
     assert card["verdict"]["status"] == "requires more training"
     assert card["scorecard"]["parts"]["plan_success"]["n"] == 6
     stages = [e["stage"] for e in api.events(result) if e["kind"] == "stage_start"]
-    assert stages == ["base", "foundation", "constrained", "hardening"]
+    assert stages == ["pretrain", "foundation", "constrained", "hardening"]
     rows = read_metrics(result.path / "metrics.db")
     keys = {(stage, key) for _, stage, key, _, _ in rows}
     assert ("constrained", "constraint/grammar/lambda") in keys

@@ -63,7 +63,11 @@ STAGE_START = ("previous", "base")
 
 
 class StageSection(Section):
-    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9._-]+$", description="Stage name (unique in the run).")
+    name: str = Field(
+        min_length=1,
+        pattern=r"^[A-Za-z0-9._-]+$",
+        description="Stage name (unique in the run; not 'base' or 'previous', which `init` reserves).",
+    )
     objective: SerializeAsAny[ObjectiveConfig] = Field(
         description="Objective: a registered name (sft, or a plug-in's), or a mapping {name, ...its keys}."
     )
@@ -127,6 +131,13 @@ class StageSection(Section):
         description="Capability probes: named held-out evaluations every N steps, read by the alignment detectors "
         "(capability spike, unexpected capability, objective misalignment, behaviour drift).",
     )
+
+    @field_validator("name")
+    @classmethod
+    def _not_reserved(cls, value: str) -> str:
+        if value in STAGE_START:
+            raise ValueError(f"{value!r} is reserved: `init: {value}` names it; call the stage something else")
+        return value
 
     @field_validator("objective", mode="before")
     @classmethod

@@ -53,9 +53,10 @@ class StageBuilder:
 
     def start(self, index: int) -> StageStart:
         init = self.cfg.stages[index].init
-        if init == "previous":
-            init = "base" if index == 0 else self.cfg.stages[index - 1].name
-        if init == "base":
+        if init == "previous" and index > 0:  # the previous stage's export, whatever that stage is called
+            folder = self.run.stage_export(self.cfg.stages[index - 1].name, last=False)
+            return StageStart(folder, str(folder))
+        if init in ("previous", "base"):
             m = self.cfg.model
             path = Path(m.path) if m.path else None
             return StageStart(path, m.path or f"preset {m.preset} (seed {self.cfg.run.seed})")
