@@ -8,15 +8,14 @@ from pathlib import Path
 import pytest
 
 from trainguard.constraints.library.grammar import GrammarError, load_grammar, recognises
+from trainguard.constraints.library.lark_subset import lark_to_cfg, load_grammar_file
 from trainguard.data.builderbrain import (
     form_to_sft,
     generate_grammar_examples,
     generate_plans,
     generate_structured,
     grammar_to_pairs,
-    lark_to_cfg,
     load_grammar_examples,
-    load_grammar_file,
     load_plans,
     load_structured,
 )

@@ -9,7 +9,8 @@ from pydantic import ValidationError
 
 from trainguard.errors import ConfigError
 from trainguard.tasks import TASKS, Instance, build_task
-from trainguard.tasks.builder import HARMFUL_RIDERS, HARMLESS_RIDERS, REFUSAL, is_harmful
+from trainguard.tasks.builder import REFUSAL, is_harmful
+from trainguard.tasks.builder_safety import HARMFUL_RIDERS, HARMLESS_RIDERS
 
 NAMES = ("plan", "structured", "grammar", "safety")
 
