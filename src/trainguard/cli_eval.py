@@ -14,9 +14,12 @@ from trainguard.ui.console import console, err_console, fail
 
 
 def parse_task_names(text: str) -> list[str]:
-    names = [name.strip() for name in text.split(",") if name.strip()]
+    """Our names of --tasks' tasks and environments (the Affine guide's `affine:sat`, `agentgym:webshop` too)."""
+    from trainguard.tasks.aliases import canonical_list
+
+    names = canonical_list(name for name in text.split(",") if name.strip())
     if not names:
-        raise ConfigError("--tasks names no task (e.g. --tasks sat,abd,ded)")
+        raise ConfigError("--tasks names no task (e.g. --tasks sat,abd,ded or --tasks webshop,textcraft)")
     return names
 
 
@@ -51,14 +54,26 @@ def write_outputs(json_out: Path, result: dict[str, Any], samples_out: Path | No
 
 def eval_command(
     model: Annotated[Path, typer.Argument(help="Exported model folder, or a run folder (its last trained policy).")],
-    tasks: Annotated[str, typer.Option("--tasks", help="Comma-separated task names, e.g. sat,abd,ded.")],
+    tasks: Annotated[
+        str,
+        typer.Option(
+            "--tasks",
+            help="Comma-separated task or environment names, e.g. sat,abd,ded or webshop,textcraft (affine:sat, "
+            "agentgym:webshop accepted). An environment plays --n episodes of 10 rounds at temperature 0.7.",
+        ),
+    ],
     json_out: Annotated[Path, typer.Option("--json", help="Write the per-task and aggregate results here.")],
-    n: Annotated[int, typer.Option("--n", min=1, help="Held-out instances per task.")] = 200,
+    n: Annotated[int, typer.Option("--n", min=1, help="Held-out instances (episodes) per task (environment).")] = 200,
     seed: Annotated[
         int, typer.Option(min=0, help="Picks the held-out set (ids from 1e9 + seed·1e7); 0 is training's own.")
     ] = 0,
     samples: Annotated[
-        Path | None, typer.Option("--samples", help="Write every sample as JSONL: task, id, prompt, response, score.")
+        Path | None,
+        typer.Option(
+            "--samples",
+            help="Write every sample as JSONL: task, id, prompt, response, score (an environment's: its episode "
+            "record env, seed, turns, return, success, with task and score).",
+        ),
     ] = None,
     baseline: Annotated[
         Path | None, typer.Option("--baseline", help="An earlier result (JSON): print the differences.")
@@ -69,7 +84,7 @@ def eval_command(
     """Score a model on held-out task instances, with 80% intervals per task and overall.
 
     Per task: n, sum, mean, std, median, accuracy, success rate and the Jeffreys interval (ci80); then their
-    sample-weighted aggregate."""
+    sample-weighted aggregate. An environment's score is episode success; its mean return and rounds are added."""
     import transformers
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -116,6 +131,10 @@ def eval_command(
     except TrainguardError as err:
         fail(err)
     console.print(eval_table(result, old))
+    for name, row in result["tasks"].items():
+        if "return_mean" in row:
+            line = f"{name}: episode success is the score; mean return {row['return_mean']:.3f}, "
+            console.print(escape(line + f"mean rounds {row['rounds_mean']:.2f}"), highlight=False)
     wrote = f"wrote {json_out}" + (f" and {samples}" if samples is not None else "")
     console.print(escape(wrote), highlight=False)
 

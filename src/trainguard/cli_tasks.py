@@ -1,4 +1,5 @@
-"""CLI verbs for tasks, the data they make and the sandbox that checks them: `tasks`, `data`, `sandbox`."""
+"""CLI verbs for tasks, the data they make and the sandbox that checks them: `tasks`, `data`, `sandbox`.
+Text environments are named like tasks (and the Affine guide's `affine:sat`, `agentgym:webshop` spellings)."""
 
 import json
 import random
@@ -34,6 +35,39 @@ def parse_params(items: list[str], task: str, several: bool) -> dict[str, Any]:
     return params
 
 
+def env_spec(name: str, params: dict[str, Any]) -> Any:
+    """A collectable environment (name and checked parameters), with errors that name the bad field."""
+    from pydantic import ValidationError
+
+    from trainguard.config import format_validation_error
+    from trainguard.data.collect import EnvSpec
+    from trainguard.tasks.envs import ENVS
+
+    try:
+        ENVS.get(name).Config.model_validate(params)
+    except ValidationError as err:
+        raise ConfigError(format_validation_error(err, f"environment {name}")) from None
+    return EnvSpec(name, params)
+
+
+def eos_text(model: Path | None) -> str:
+    """The EOS token's text in `model`'s tokenizer (the presets' byte tokenizer's without one)."""
+    from trainguard.tasks.envs.play import DEFAULT_EOS
+
+    if model is None:
+        return DEFAULT_EOS
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(model, local_files_only=True)
+    except Exception as err:  # transformers raises OSError, ValueError, ... depending on the cause
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise DataError(f"cannot load the tokenizer in {model}: {reason}") from None
+    if tokenizer.eos_token is None:
+        raise DataError(f"the tokenizer in {model} has no EOS token to end each action with")
+    return str(tokenizer.eos_token)
+
+
 def build(name: str, params: dict[str, Any]) -> Any:
     """A task from its name and parameters, with errors that name the field and the allowed values."""
     from pydantic import ValidationError
@@ -51,17 +85,23 @@ def build(name: str, params: dict[str, Any]) -> Any:
 
 @tasks_app.command("baseline")
 def tasks_baseline(
-    task: Annotated[str, typer.Argument(help="Task name, e.g. sat.")],
-    n: Annotated[int, typer.Option(help="Instances to score.")] = 1000,
+    task: Annotated[str, typer.Argument(help="Task or environment name, e.g. sat or textcraft.")],
+    n: Annotated[int, typer.Option(help="Instances to score (episodes to play).")] = 1000,
     param: ParamOption = [],  # noqa: B006
 ) -> None:
     """Pass rates of answers that need no thought (all-True for SAT, a constant or an echo for DED, the output
-    as input for ABD), overall and in the worst family or difficulty: they must stay low."""
+    as input for ABD), overall and in the worst family or difficulty: they must stay low. For an environment:
+    a uniformly random valid action each round, over seeds 0..n-1 (success, return, rounds, ci80)."""
     from collections import Counter
 
     from rich.table import Table
 
+    from trainguard.tasks.aliases import canonical, is_env
+
     try:
+        task = canonical(task)
+        if is_env(task):
+            return env_baseline(task, n, parse_params(param, task, several=False))
         built = build(task, parse_params(param, task, several=False))
         rng = random.Random(0)
         passed: dict[str, Counter] = {}
@@ -85,10 +125,34 @@ def tasks_baseline(
     console.print(table)
 
 
+def env_baseline(env: str, n: int, params: dict[str, Any]) -> None:
+    """Print the random-valid-action baseline of `env` as a one-row table."""
+    from rich.table import Table
+
+    from trainguard.tasks.envs.play import random_baseline
+
+    spec = env_spec(env, params)
+    result = random_baseline(env, n, **spec.params)
+    table = Table(title=f"{env}: a random valid action each round, {n} episodes (seeds 0..{n - 1})")
+    for column in ("policy", "success", "ci80", "mean return", "mean rounds"):
+        table.add_column(column, justify="left" if column == "policy" else "right")
+    lo, hi = result["ci80"]
+    success = f"{result['successes']} ({result['success_rate']:.1%})"
+    means = f"{result['return_mean']:.3f}", f"{result['rounds_mean']:.2f}"
+    table.add_row("random valid", success, f"[{lo:.3f}, {hi:.3f}]", *means)
+    console.print(table)
+
+
 @data_app.command("collect")
 def data_collect(
-    tasks: Annotated[str, typer.Option(help="Comma-separated task names, e.g. sat,abd,ded.")],
-    n: Annotated[int, typer.Option(help="Rows in all, tasks interleaved.")],
+    tasks: Annotated[
+        str,
+        typer.Option(
+            help="Comma-separated task names, e.g. sat,abd,ded, or environment names, e.g. textcraft,alfworld "
+            "(their scripted expert's solved episodes; not mixed with tasks in one file)."
+        ),
+    ],
+    n: Annotated[int, typer.Option(help="Rows in all, tasks interleaved (for environments: episodes).")],
     out: Annotated[Path, typer.Option(help="JSONL file to write (appended to; ids already there are skipped).")],
     seed: Annotated[int, typer.Option(help="Which instances: seed s uses ids from s * 10^7.")] = 0,
     workers: Annotated[int, typer.Option(help="Sandbox workers and builder threads.")] = 2,
@@ -102,21 +166,40 @@ def data_collect(
         ),
     ] = "verifier",
     model: Annotated[
-        Path | None, typer.Option(help="Model folder that answers and judges (constitution, critique).")
+        Path | None,
+        typer.Option(
+            help="Model folder that answers and judges (constitution, critique); for environments, whose "
+            "tokenizer's EOS text separates the turns in SFT prompts (default: the presets' <eos>)."
+        ),
     ] = None,
+    episodes: Annotated[
+        bool, typer.Option(help="Environments: write episode records {env, seed, turns, return, success} instead.")
+    ] = False,
     param: ParamOption = [],  # noqa: B006
 ) -> None:
-    """Write SFT records {id, task, prompt, completion} (or pairs) whose answers were verified."""
+    """Write SFT records {id, task, prompt, completion} (or pairs) whose answers were verified. From environments:
+    one record per expert action, its prompt the transcript so far as the RL stage renders it (with --model, its
+    tokenizer's EOS text between turns)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from trainguard.data.ai_pairs import collect_ai_pairs
     from trainguard.data.collect import collect
     from trainguard.sandbox import shared_pool
+    from trainguard.tasks.aliases import canonical_list, is_env
 
     try:
-        names = [t.strip() for t in tasks.split(",") if t.strip()]
+        names = canonical_list(t for t in tasks.split(",") if t.strip())
         if not names or n < 1 or not 0 <= seed < 100 or workers < 1:
             raise ConfigError("need --tasks with at least one name, --n >= 1, 0 <= --seed < 100, --workers >= 1")
+        env_names = [name for name in names if is_env(name)]
+        if env_names:
+            if len(env_names) < len(names):
+                raise ConfigError("--tasks mixes tasks and environments: collect each kind into its own --out file")
+            if pairs or source != "verifier":
+                raise ConfigError("environments give expert demonstrations: no --pairs or --source")
+            return collect_env_episodes(names, n, out, seed, episodes, model, param)
+        if episodes:
+            raise ConfigError("--episodes needs environments in --tasks (e.g. textcraft,alfworld)")
         if source not in ("verifier", "constitution", "critique"):
             raise ConfigError(f"--source {source!r}: allowed: verifier, constitution, critique")
         if source != "verifier" and (not pairs or model is None):
@@ -137,6 +220,26 @@ def data_collect(
     except OSError as err:
         fail(DataError(f"cannot write {out}: {err.strerror}"))
     console.print(report.summary(), highlight=False)
+
+
+def collect_env_episodes(
+    names: list[str], n: int, out: Path, seed: int, episodes: bool, model: Path | None, param: list[str]
+) -> None:
+    """`data collect` for environments: the expert's solved episodes, with a progress bar and a summary."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from trainguard.data.collect import collect_episodes
+
+    specs = [env_spec(name, parse_params(param, name, several=True)) for name in names]
+    eos = eos_text(model) if not episodes else ""
+    columns = (TextColumn("collect"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    try:
+        with Progress(*columns, console=console, transient=False) as bar:
+            job = bar.add_task("collect", total=n)
+            report = collect_episodes(specs, n, out, seed, episodes, eos, on_row=lambda: bar.advance(job))
+    except OSError as err:
+        raise DataError(f"cannot write {out}: {err.strerror}") from None
+    console.print(report.summary().replace("written", "episodes written", 1), highlight=False)
 
 
 @sandbox_app.command("exec")

@@ -153,3 +153,100 @@ def safe_row(task: Task, id: int, pairs: bool) -> dict[str, Any] | str:
         return make_row(task, id, pairs)
     except Exception as exc:  # one broken instance is counted, not fatal to a long collection
         return f"error building the row ({type(exc).__name__})"
+
+
+# -- text environments: the scripted expert's episodes ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EnvSpec:
+    """An environment to collect from: its registered name and parameters."""
+
+    name: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+def episode_rows(spec: EnvSpec, env_seed: int, episodes: bool, eos: str) -> list[dict[str, Any]] | str:
+    """The rows of one expert episode (its record, or one SFT record per turn), or why there are none: only a
+    solved episode demonstrates anything."""
+    from trainguard.tasks.envs.play import expert_episodes, sft_records
+
+    record = expert_episodes(spec.name, [env_seed], **spec.params)[0]
+    if not record["success"]:
+        return "expert episode not solved"
+    if episodes:
+        return [{"id": f"{spec.name}-{env_seed}", **record}]
+    return sft_records(record, eos)
+
+
+def existing_episode_rows(path: Path, report: CollectReport, episodes: bool) -> set[str]:
+    """Row ids already written (a torn last line is cut off); a file of the other kind is refused."""
+    ids: set[str] = set()
+    if not path.exists():
+        return ids
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        with open(path, "r+b") as f:
+            f.truncate(data.rfind(b"\n") + 1)
+        report.torn_tail = True
+        data = data[: data.rfind(b"\n") + 1]
+    for line in data.decode("utf-8", "replace").splitlines():
+        try:
+            row = json.loads(line)
+            ids.add(str(row["id"]))
+        except (json.JSONDecodeError, KeyError, TypeError):
+            report.bad["unreadable row already in the file"] += 1
+            continue
+        if ("turns" in row) != episodes:
+            have, want = ("episode records", "SFT rows") if not episodes else ("SFT rows", "episode records")
+            raise DataError(f"{path} holds {have}; collecting {want} needs another --out file")
+    return ids
+
+
+def collect_episodes(
+    envs: list[EnvSpec],
+    n: int,
+    out: Path,
+    seed: int = 0,
+    episodes: bool = False,
+    eos: str = "<eos>",
+    on_row: Callable[[], None] = lambda: None,
+) -> CollectReport:
+    """Fill `out` up to `n` solved expert episodes across `envs` (interleaved; env seeds of seed s from
+    s * SEED_STRIDE): SFT records {id, task, prompt, completion} per turn, or with `episodes` one episode record
+    {id, env, seed, turns, return, success} each. Counts are in episodes. An episode replays exactly, so a
+    resumed collection rewrites only the rows of a half-written one; worlds seen before are skipped as duplicates.
+    `eos` is the EOS text inside SFT prompts (see tasks.envs.play.sft_records)."""
+    report = CollectReport(str(out), target=n)
+    have = existing_episode_rows(out, report, episodes)
+    seen_worlds: set[tuple[str, str]] = set()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    draws = n * MAX_DRAWS_PER_ROW
+    with open(out, "a", encoding="utf-8") as f:
+        for i in range(draws):
+            if report.resumed + report.written >= n:
+                break
+            spec, env_seed = envs[i % len(envs)], seed * SEED_STRIDE + i // len(envs)
+            try:
+                rows = episode_rows(spec, env_seed, episodes, eos)
+            except Exception as exc:  # one broken episode is counted, not fatal to a long collection
+                rows = f"error playing the expert ({type(exc).__name__})"
+            if isinstance(rows, str):
+                report.bad[rows] += 1
+                continue
+            world = rows[0]["turns"][0]["observation"] if episodes else rows[0]["prompt"]
+            if (spec.name, world) in seen_worlds:
+                report.duplicates += 1
+                continue
+            seen_worlds.add((spec.name, world))
+            missing = [row for row in rows if row["id"] not in have]
+            if missing:
+                f.write("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in missing))
+            if len(missing) < len(rows):
+                report.resumed += 1  # a half-written episode was completed above; it still counts as resumed
+            else:
+                report.written += 1
+            on_row()
+        f.flush()
+        os.fsync(f.fileno())
+    return report

@@ -21,6 +21,18 @@ class TaskSource(Section):
         description="Share of records whose completion is a verified-wrong answer (a weak teacher's demonstrations).",
     )
 
+    @field_validator("task", mode="before")
+    @classmethod
+    def _our_name(cls, task: Any) -> Any:
+        """The Affine guide's spelling (`affine:sat`) names our task (`sat`)."""
+        from trainguard.errors import ConfigError
+        from trainguard.tasks.aliases import canonical
+
+        try:
+            return canonical(task) if isinstance(task, str) else task
+        except ConfigError as err:
+            raise ValueError(str(err)) from None
+
     @model_validator(mode="after")
     def _known_task(self) -> "TaskSource":
         if self.task not in TASKS:

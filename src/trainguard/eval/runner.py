@@ -1,6 +1,7 @@
 """`trainguard eval` without the CLI: which model folder a run folder stands for, what the run trained on (task
 parameters, prompts to keep out of the held-out set), and greedy evaluation on held-out instances, summarised
-per task with intervals."""
+per task with intervals. A text environment named among the tasks is played instead: held-out seeds, Affine's
+10 rounds at temperature 0.7, episode success as the score (its return reported beside)."""
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -13,10 +14,15 @@ from trainguard.errors import ConfigError, TrainguardError
 from trainguard.eval.accuracy import HELDOUT_START, generate_text, heldout_instances
 from trainguard.eval.stats import aggregate, summarise
 from trainguard.tasks import TASKS, Task, build_task
+from trainguard.tasks.aliases import canonical
+from trainguard.tasks.envs import ENVS
+from trainguard.tasks.envs.play import play_model
 
 SEED_STRIDE = 10_000_000  # held-out ids of seed s start at HELDOUT_START + s * SEED_STRIDE
 RL_OBJECTIVES = ("grpo", "ppo")
 MODEL_OBJECTIVES = ("reward", "cost")  # export reward/cost models, never a policy
+ENV_ROUNDS = 10  # Affine's evaluation: 10 rounds per episode ...
+ENV_TEMPERATURE = 0.7  # ... sampled at temperature 0.7
 
 TaskSpec = tuple[str, Mapping[str, Any]]
 Progress = Callable[[int, int], None]  # (samples done, samples in all)
@@ -27,24 +33,34 @@ def heldout_start(seed: int) -> int:
     return HELDOUT_START + seed * SEED_STRIDE
 
 
+def task_specs(tasks: Sequence[TaskSpec] | Sequence[str]) -> list[tuple[str, dict[str, Any]]]:
+    """(name, params) pairs with our names (Affine spellings such as `affine:sat`, `agentgym:webshop` accepted)."""
+    return [(canonical(t), {}) if isinstance(t, str) else (canonical(t[0]), dict(t[1])) for t in tasks]
+
+
 def build_tasks(tasks: Sequence[TaskSpec] | Sequence[str]) -> list[Task]:
-    """Tasks from names or (name, params), with errors that list the allowed names or name the bad field."""
+    """Tasks from names or (name, params), with errors that list the allowed names or name the bad field.
+    Environments among them are checked the same way (name, params) but played, not built: they are left out."""
     from pydantic import ValidationError
 
     from trainguard.config import format_validation_error
 
-    specs = [(t, {}) if isinstance(t, str) else (t[0], dict(t[1])) for t in tasks]
+    specs = task_specs(tasks)
     names = [name for name, _ in specs]
+    allowed = f"allowed: {', '.join(TASKS.names())}; environments: {', '.join(ENVS.names())}"
     if not specs:
-        raise ConfigError(f"no task to evaluate; allowed: {', '.join(TASKS.names())}")
+        raise ConfigError(f"no task to evaluate; {allowed}")
     if len(set(names)) != len(names):
         raise ConfigError(f"each task may be evaluated once; got {', '.join(names)}")
     built = []
     for name, params in specs:
-        if name not in TASKS:
-            raise ConfigError(f"unknown task {name!r}; allowed: {', '.join(TASKS.names())}")
+        if name not in TASKS and name not in ENVS:
+            raise ConfigError(f"unknown task {name!r}; {allowed}")
         try:
-            built.append(build_task(name, params))
+            if name in ENVS:
+                ENVS.get(name).Config.model_validate(params)
+            else:
+                built.append(build_task(name, params))
         except ValidationError as err:
             raise ConfigError(format_validation_error(err, f"task {name}")) from None
     return built
@@ -62,16 +78,24 @@ def evaluate(
     exclude_prompts: Iterable[str] = frozenset(),
     samples: list[dict[str, Any]] | None = None,
     progress: Progress | None = None,
+    env_rounds: int | None = ENV_ROUNDS,
+    env_temperature: float | None = ENV_TEMPERATURE,
 ) -> dict[str, Any]:
     """{"tasks": {name: summarise(scores)}, "aggregate": ...} over `n` held-out instances per task, answered
     greedily and scored by the task's verifier (`task.score(instance, response).value`). Rows
     {task, id, prompt, response, score} are appended to `samples` when given; `progress(done, total)` is
-    called before the first batch and after each."""
-    built = build_tasks(tasks)
+    called before the first batch and after each.
+
+    An environment plays `n` held-out seeds (from `heldout_start(seed)`) for at most `env_rounds` actions at
+    `env_temperature` (None: greedy); its score is success (0 or 1), and its row adds `return_mean` and
+    `rounds_mean`; its sample rows are episode records {env, seed, turns, return, success} with task and score."""
+    built = {task.name: task for task in build_tasks(tasks)}
+    specs = task_specs(tasks)
     excluded = set(exclude_prompts)
     start = heldout_start(seed)
-    instances = {task.name: heldout_instances(task, n, excluded, start) for task in built}
-    total, done = sum(len(v) for v in instances.values()), 0
+    instances = {name: heldout_instances(task, n, excluded, start) for name, task in built.items()}
+    total = sum(len(v) for v in instances.values()) + n * (len(specs) - len(built))
+    done = 0
     if progress is not None:
         progress(done, total)
     was_training = model.training
@@ -79,26 +103,77 @@ def evaluate(
     per_task: dict[str, dict[str, Any]] = {}
     every_score: list[float] = []
     try:
-        for task in built:
-            scores: list[float] = []
-            pool = instances[task.name]
-            for first in range(0, len(pool), batch_size):
-                chunk = pool[first : first + batch_size]
-                responses = generate_text(model, tokenizer, [i.prompt for i in chunk], max_new_tokens, chat=chat)
-                for inst, response in zip(chunk, responses, strict=True):
-                    score = float(task.score(inst, response).value)
-                    scores.append(score)
-                    if samples is not None:
-                        row = {"task": task.name, "id": inst.id, "prompt": inst.prompt, "response": response}
-                        samples.append(row | {"score": score})
-                done += len(chunk)
-                if progress is not None:
-                    progress(done, total)
-            per_task[task.name] = summarise(scores)
+        for name, params in specs:
+            if name in built:
+                scores = []
+                task, pool = built[name], instances[name]
+                for first in range(0, len(pool), batch_size):
+                    chunk = pool[first : first + batch_size]
+                    responses = generate_text(model, tokenizer, [i.prompt for i in chunk], max_new_tokens, chat=chat)
+                    for inst, response in zip(chunk, responses, strict=True):
+                        score = float(task.score(inst, response).value)
+                        scores.append(score)
+                        if samples is not None:
+                            row = {"task": name, "id": inst.id, "prompt": inst.prompt, "response": response}
+                            samples.append(row | {"score": score})
+                    done += len(chunk)
+                    if progress is not None:
+                        progress(done, total)
+                per_task[name] = summarise(scores)
+            else:
+
+                def played(k: int, base: int = done) -> None:
+                    if progress is not None:
+                        progress(base + k, total)
+
+                records = play_env(
+                    model, tokenizer, name, params, n, seed, max_new_tokens, batch_size, env_rounds, env_temperature,
+                    played,
+                )  # fmt: skip
+                done += n
+                scores = [float(r["success"]) for r in records]
+                if samples is not None:
+                    samples.extend({"task": name, **r, "score": s} for r, s in zip(records, scores, strict=True))
+                per_task[name] = summarise(scores) | episode_means(records)
             every_score.extend(scores)
     finally:
         model.train(was_training)
     return {"tasks": per_task, "aggregate": aggregate(per_task, every_score)}
+
+
+def play_env(
+    model: Any,
+    tokenizer: Any,
+    env: str,
+    params: Mapping[str, Any],
+    n: int,
+    seed: int,
+    max_new_tokens: int,
+    batch_size: int,
+    rounds: int | None,
+    temperature: float | None,
+    played: Callable[[int], None],
+) -> list[dict[str, Any]]:
+    """Episode records of `n` held-out seeds of `env`, `batch_size` episodes per batch, each batch's sampling
+    seeded from (seed, batch) so an evaluation replays; `played(episodes so far)` after each batch."""
+    start, records = heldout_start(seed), []
+    for first in range(0, n, batch_size):
+        seeds = range(start + first, start + min(n, first + batch_size))
+        records += play_model(
+            model, tokenizer, env, seeds, rounds, temperature, max_new_tokens=max_new_tokens,
+            batch_size=batch_size, sample_seed=seed * SEED_STRIDE + first, **params,
+        )  # fmt: skip
+        played(len(records))
+    return records
+
+
+def episode_means(records: Sequence[Mapping[str, Any]]) -> dict[str, float]:
+    """Mean return and mean rounds played of episode records (0 for none)."""
+    count = max(len(records), 1)
+    return {
+        "return_mean": sum(float(r["return"]) for r in records) / count,
+        "rounds_mean": sum(len(r["turns"]) for r in records) / count,
+    }
 
 
 # -- what a MODEL argument stands for ------------------------------------------------------------------------
@@ -189,13 +264,15 @@ def trained_on(path: Path | str, tasks: Sequence[str]) -> TrainedOn:
     """Task parameters and training prompts of the run a MODEL belongs to (a run folder or one of its exports),
     for the evaluated `tasks` only (regenerated from the task sources' ids: cheap); nothing for a model folder
     from elsewhere. Sources: the run's data, each stage's own data, and each rollout stage's prompt pool (task,
-    start, n_prompts)."""
+    start, n_prompts). An environment takes the params of the run's first `episodes` source of it (its training
+    seeds lie far below the held-out ones, so none is excluded)."""
     run = run_of(Path(path))
     if run is None:
         return TrainedOn()
     cfg = read_run_config(run)
     data = cfg.get("data") or {}
     pools: list[tuple[str, dict[str, Any], int, int]] = []  # (task, params, start, n)
+    env_params: dict[str, dict[str, Any]] = {}
 
     def add_sources(section: Any) -> None:
         for src in (section or {}).get("sources") or []:
@@ -211,7 +288,9 @@ def trained_on(path: Path | str, tasks: Sequence[str]) -> TrainedOn:
                 pools.append(
                     (source["task"], source.get("params") or {}, int(source.get("start", 0)), source["n_prompts"])
                 )
-    out = TrainedOn(chat=bool(data.get("chat", False)))
+            if source.get("env") in tasks:
+                env_params.setdefault(str(source["env"]), dict(source.get("params") or {}))
+    out = TrainedOn(params=env_params, chat=bool(data.get("chat", False)))
     for task, params, start, n in pools:
         if task not in tasks or task not in TASKS:
             continue
