@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
-from pydantic import Field
+from pydantic import Field, field_validator
 from torch import nn
 
 from trainguard.data.batches import special_prefix
@@ -31,6 +31,14 @@ class EpisodeSourceConfig(SampledSourceConfig):
     group_size: int = Field(4, ge=1, description="Episodes per seed (GRPO's G).")
     max_new_tokens: int = Field(16, gt=0, description="Longest action per turn; longer ones are cut and counted.")
     eval_episodes: int = Field(100, ge=0, description="Held-out seeds played greedily at each eval (0: none).")
+
+    @field_validator("env", mode="before")
+    @classmethod
+    def _canonical(cls, value: Any) -> Any:
+        """The Affine guide's spelling (`agentgym:webshop`) names the same environment."""
+        from trainguard.tasks.aliases import canonical
+
+        return canonical(value) if isinstance(value, str) else value
 
 
 @dataclass
