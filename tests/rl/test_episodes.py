@@ -1,6 +1,7 @@
 """A multi-turn environment through the RL stage: the policy plays whole episodes (observations between its
 actions), only action tokens carry loss, the environment's return is the reward, and resume is exact."""
 
+import pytest
 import torch
 
 from helpers import tiny_config, write_config
@@ -57,3 +58,23 @@ def test_an_environment_episode_runs_through_grpo_and_ppo(tmp_path):
         assert rows["rollout/turns_mean"] > 1.0  # a random policy rarely guesses right at once: several turns
         assert 0.0 <= rows["eval/accuracy"] <= 1.0 and rows["eval/n"] == 6
         assert "loss/task" in rows
+
+
+@pytest.mark.slow
+def test_grpo_plays_every_registered_environment_end_to_end(tmp_path):
+    """Each AgentGym-style environment through a GRPO stage: multi-turn episodes, returns, held-out play."""
+    small = {
+        "textcraft": {"max_depth": 1, "distractors": 0, "max_rounds": 3},
+        "alfworld": {"max_rounds": 3},
+        "webshop": {"max_rounds": 3},
+    }
+    for env, params in small.items():
+        stage = episode_stage({"name": "grpo"})
+        stage["source"] |= {"env": env, "params": params, "max_new_tokens": 12, "eval_episodes": 4}
+        stage["max_steps"] = 2
+        cfg = tiny_config(tmp_path / env, stages=[stage])
+        cfg["tokenizer"]["max_length"] = 1024
+        run = api.run(write_config(tmp_path / f"{env}.yaml", cfg), overwrite=True)
+        rows = {k: v for _, _, k, v, _ in read_metrics(run.path / "metrics.db")}
+        assert rows["rollout/turns_mean"] >= 1.0 and rows["eval/n"] == 4, env
+        assert "loss/task" in rows, env
