@@ -1,6 +1,13 @@
 """Multi-turn text environments for agent training; importing this package registers the built-in ones."""
 
-from trainguard.tasks.envs import alfworld, guess, textcraft, webshop  # noqa: F401  (importing registers each)
+from trainguard.tasks.envs import (  # noqa: F401  (importing registers each)
+    alfworld,
+    babyai,
+    guess,
+    sciworld,
+    textcraft,
+    webshop,
+)
 from trainguard.tasks.envs.base import (
     ENVS,
     Env,
