@@ -65,15 +65,19 @@ def test_the_episode_is_truncated_after_max_rounds():
     ("text", "action"),
     [
         ("Thought: the middle first.\nAction: 4", "4"),
-        ("Thought: Action: is a word\nAction:  6 \nsome trailing chatter", "6"),
+        ("Thought: Action: is a word\nAction:  6 ", "6"),
         ("  5  ", "5"),
-        ("7\nbecause it is lucky", "7"),
         ("Thought: hmm\nAction:   \n", None),
         ("", None),
         (" \n\t ", None),
+        # Several actions, or text after the action, are not half-executed (the AgentGym issue's bad input):
+        ("Thought: Action: is a word\nAction:  6 \nsome trailing chatter", None),
+        ("7\nbecause it is lucky", None),
+        ("Action: 3\nAction: 4", None),
+        ("Thought: no action at all", None),
     ],
 )
-def test_parse_action_takes_the_last_action_line_or_the_first_line(text, action):
+def test_parse_action_takes_one_action_line_or_one_bare_line(text, action):
     assert parse_action(text) == action
 
 

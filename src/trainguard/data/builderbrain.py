@@ -4,9 +4,9 @@ tasks/builder.py), and converters to `{prompt, completion}` SFT records a run tr
 - structured (JSONL): `{input, structured_output: {action, params, plan}}`; `plan` (optional) is the steps from
   nothing to the action, ending with it.
 - grammar (JSONL): `{text, grammar, valid_outputs, invalid_outputs}`; `grammar` names a `.cfg` file (our format,
-  constraints/library/grammar.py) or a `.lark` file in the simple subset `constraints.library.lark_subset` translates (lark is not a
-  dependency; other lark features fail naming the line and the subset), beside the data file or shipped in
-  tasks/grammars/.
+  constraints/library/grammar.py) or a `.lark` file in the simple subset constraints/library/lark_subset.py
+  translates (lark is not a dependency; other lark features fail naming the line and the subset), beside the
+  data file or shipped in tasks/grammars/.
 - plans (YAML): a list (or `{plans: [...]}`) of `{goal, start, nodes: [{id, action, preconditions}],
   edges: [{from, to, type}]}`; the steps run in an order the edges allow and must reach the goal.
 """

@@ -17,7 +17,7 @@ from trainguard.tasks.envs.alfworld_world import (
     World,
     generate_world,
 )
-from trainguard.tasks.envs.base import ENVS, Env, EnvConfig, StepResult
+from trainguard.tasks.envs.base import ENVS, Env, EnvConfig, StepResult, parse_action
 
 SHAPING_BONUS = 0.2  # per subgoal, paid once each; MAX_UNSOLVED_RETURN must stay below the 1.0 of solving
 MAX_UNSOLVED_RETURN = SHAPING_BONUS * max(MILESTONES.values())
@@ -54,20 +54,9 @@ class AlfworldConfig(EnvConfig):
 
 
 def parse_single_action(text: str) -> str | None:
-    """The one action of a reply, lower-cased with spaces collapsed, or None for empty or several actions.
-
-    Stricter than base.parse_action: an "Action:" line must be the only one and end the reply, and a bare reply
-    must be one line, so "go to a\\ngo to b" is refused rather than half-executed.
-    """
-    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
-    marked = [i for i, line in enumerate(lines) if line.lower().startswith("action:")]
-    if len(marked) > 1 or (marked and marked[0] != len(lines) - 1):
-        return None
-    if marked:
-        action = lines[-1][len("action:") :]
-    elif len(lines) == 1 and not lines[0].lower().startswith("thought:"):
-        action = lines[0]
-    else:
+    """`parse_action`'s one action, lower-cased with spaces collapsed and ALFWorld's put phrasing unified."""
+    action = parse_action(text)
+    if action is None:
         return None
     action = " ".join(action.lower().split()).rstrip(".").strip()
     return _PUT.sub(r"put \1 in/on \2", action) if action else None

@@ -90,10 +90,20 @@ def make(name: str, seed: int, **params: Any) -> Env:
 
 
 def parse_action(text: str) -> str | None:
-    """The action in a reply: the first line after the last "Action:", else the reply's first line; None if empty."""
-    _, marker, after = text.rpartition("Action:")
-    action = (after if marker else text).strip()
-    return action.splitlines()[0].strip() if action else None
+    """The one action of a reply: the rest of a last line that starts with "Action:" (a "Thought: ..." may come
+    before it), or a reply of one bare line; None for an empty reply or several actions (two "Action:" lines, text
+    after the action, a bare reply of several lines), so nothing is half-executed."""
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    marked = [i for i, line in enumerate(lines) if line.lower().startswith("action:")]
+    if len(marked) > 1 or (marked and marked[0] != len(lines) - 1):
+        return None
+    if marked:
+        action = lines[-1][len("action:") :].strip()
+    elif len(lines) == 1 and not lines[0].lower().startswith("thought:"):
+        action = lines[0]
+    else:
+        return None
+    return action or None
 
 
 def episode_record(
