@@ -40,12 +40,15 @@ def parquet_rows(path: Path) -> list[Any]:
     return pq.read_table(path).to_pylist()
 
 
-def read_rows(path: Path, check: Callable[[Any], str | None]) -> tuple[list[dict[str, Any]], ReadReport]:
-    """Rows of a JSONL or Parquet file that pass `check`, and a report of the rest; DataError if none do."""
+def read_rows(
+    path: Path, check: Callable[[Any], str | None], report_type: type[ReadReport] = ReadReport
+) -> tuple[list[dict[str, Any]], Any]:
+    """Rows of a JSONL or Parquet file that pass `check`, and a report (a `report_type`) of the rest; DataError if
+    none do."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"data file {path} does not exist")
-    report = ReadReport(str(path))
+    report = report_type(str(path))
     rows: list[dict[str, Any]] = []
     if path.suffix == ".parquet":
         numbered: list[tuple[int, Any]] = list(enumerate(parquet_rows(path), 1))

@@ -57,7 +57,7 @@ def test_structured_loader_reports_each_bad_row_by_line(tmp_path):
 
 
 def test_a_file_without_usable_rows_is_a_data_error(tmp_path):
-    with pytest.raises(DataError, match=r"no usable rows: .*1 missing or empty 'input'"):
+    with pytest.raises(DataError, match=r"no usable records: .*1 missing or empty 'input'"):
         load_structured(write_lines(tmp_path / "s.jsonl", [{"input": ""}]))
     with pytest.raises(DataError, match="does not exist"):
         load_structured(tmp_path / "missing.jsonl")

@@ -24,7 +24,7 @@ from trainguard.constraints.library.grammar import Grammar, GrammarError, recogn
 from trainguard.constraints.library.lark_subset import load_grammar_file
 from trainguard.constraints.library.plan import PlanError
 from trainguard.errors import ConfigError, DataError
-from trainguard.rows import ReadReport
+from trainguard.rows import ReadReport, read_rows
 from trainguard.tasks import build_task
 from trainguard.tasks.builder import GRAMMARS, VERBS, goal_prompt, step_json
 from trainguard.tasks.world import (
@@ -57,25 +57,7 @@ class FormReport(ReadReport):
 def read_jsonl_form(path: Path | str, check: Callable[[Any], str | None]) -> tuple[list[Row], FormReport]:
     """Rows of a JSONL file that `check` passes; a bad row is counted with its reason, never fatal. DataError
     when the file is missing or no row is usable."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"data file {path} does not exist")
-    report, rows = FormReport(str(path)), []
-    with open(path, encoding="utf-8", errors="replace") as f:
-        for number, line in enumerate(f, start=1):
-            if line.strip():
-                report.rows += 1
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError:
-                    report.reject("malformed JSON", number)
-                    continue
-                reason = check(row)
-                if reason:
-                    report.reject(reason, number)
-                else:
-                    rows.append(row)
-    return rows, finish(report, rows)
+    return read_rows(Path(path), check, FormReport)
 
 
 def finish(report: FormReport, rows: list[Row]) -> FormReport:

@@ -52,6 +52,17 @@ def plan(tasks: list[Task], seed: int) -> Iterator[tuple[Task, int]]:
         yield tasks[i % len(tasks)], seed * SEED_STRIDE + i // len(tasks)
 
 
+def whole_lines(path: Path, report: CollectReport) -> list[str]:
+    """The file's lines, after cutting a torn (unterminated) last line so that appending stays valid."""
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        with open(path, "r+b") as f:
+            f.truncate(data.rfind(b"\n") + 1)
+        report.torn_tail = True
+        data = data[: data.rfind(b"\n") + 1]
+    return data.decode("utf-8", "replace").splitlines()
+
+
 def existing_rows(path: Path, report: CollectReport, pairs: bool) -> tuple[set[str], set[str]]:
     """Ids and prompts already written; cuts a torn (unterminated) last line so appending stays valid. A file
     of the other kind (pairs when collecting SFT rows, or the reverse) is refused, not counted as done."""
@@ -59,13 +70,7 @@ def existing_rows(path: Path, report: CollectReport, pairs: bool) -> tuple[set[s
     prompts: set[str] = set()
     if not path.exists():
         return ids, prompts
-    data = path.read_bytes()
-    if data and not data.endswith(b"\n"):
-        with open(path, "r+b") as f:
-            f.truncate(data.rfind(b"\n") + 1)
-        report.torn_tail = True
-        data = data[: data.rfind(b"\n") + 1]
-    for line in data.decode("utf-8", "replace").splitlines():
+    for line in whole_lines(path, report):
         try:
             row = json.loads(line)
             ids.add(str(row["id"]))
@@ -184,13 +189,7 @@ def existing_episode_rows(path: Path, report: CollectReport, episodes: bool) -> 
     ids: set[str] = set()
     if not path.exists():
         return ids
-    data = path.read_bytes()
-    if data and not data.endswith(b"\n"):
-        with open(path, "r+b") as f:
-            f.truncate(data.rfind(b"\n") + 1)
-        report.torn_tail = True
-        data = data[: data.rfind(b"\n") + 1]
-    for line in data.decode("utf-8", "replace").splitlines():
+    for line in whole_lines(path, report):
         try:
             row = json.loads(line)
             ids.add(str(row["id"]))
