@@ -40,6 +40,7 @@ def test_the_curriculum_changes_its_task_mix_at_stage_boundaries(tmp_path):
     assert final["aggregate"]["n"] == 40
     forgetting = json.loads((result.path / "eval/forgetting.json").read_text())
     assert set(forgetting["after"]) == {"words", "plans", "commands", "all"}
+    assert set(forgetting["after"]["words"]) == {"reverse", "sort"}  # the mix's tasks, not every record's
 
 
 @pytest.mark.slow

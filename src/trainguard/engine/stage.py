@@ -105,9 +105,12 @@ class StageBuilder:
         return Guard(cfg, watch_loss=objective.loss_tracks_progress, loss_key="loss/task" if plugins else "loss/train")
 
     def trained_tasks(self, index: int) -> set[str]:
-        """The tasks stage `index` trains on: its records' `task` keys, and an RL source's task."""
-        tasks = {str(r["task"]) for r in self.records[index].train if "task" in r}
-        source_task = getattr(self.cfg.stages[index].source, "task", None)
+        """The tasks stage `index` trains on: a mix's weighted tasks, else its records' `task` keys; and an RL
+        source's task."""
+        source = self.cfg.stages[index].source
+        weights = getattr(source, "weights", None)
+        tasks = set(weights) if weights else {str(r["task"]) for r in self.records[index].train if "task" in r}
+        source_task = getattr(source, "task", None)
         return tasks | ({source_task} if source_task else set())
 
     def watch(self, index: int) -> StageWatch | None:
