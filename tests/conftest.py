@@ -22,3 +22,16 @@ def make_config(tmp_path: Path):
         return write_config(tmp_path / name, tiny_config(tmp_path / "runs", **sections))
 
     return make
+
+
+@pytest.fixture(scope="session")
+def model_folder(tmp_path_factory) -> Path:
+    """The tiny preset, untrained, exported as trainguard exports every stage (for commands that load a model)."""
+    from trainguard.models.config import ModelSection
+    from trainguard.models.loading import build_model, export_model
+    from trainguard.models.tokenizer import byte_tokenizer
+
+    tok = byte_tokenizer()
+    out = tmp_path_factory.mktemp("model") / "tiny"
+    export_model(build_model(ModelSection(preset="tiny"), tok, 128, seed=0), tok, out)
+    return out

@@ -11,9 +11,6 @@ from trainguard.cli import app
 from trainguard.data.collect import EnvSpec, collect_episodes
 from trainguard.eval.runner import trained_on
 from trainguard.eval.stats import interval
-from trainguard.models.config import ModelSection
-from trainguard.models.loading import build_model, export_model
-from trainguard.models.tokenizer import byte_tokenizer
 from trainguard.tasks.envs import make, run_episode
 from trainguard.tasks.envs.play import expert_episodes, random_baseline, sft_records
 
@@ -23,14 +20,6 @@ STAT_KEYS = {"n", "sum", "mean", "std", "median", "accuracy", "success_rate", "c
 
 def rows(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
-
-
-@pytest.fixture(scope="module")
-def model_folder(tmp_path_factory) -> Path:
-    tok = byte_tokenizer()
-    out = tmp_path_factory.mktemp("model") / "tiny"
-    export_model(build_model(ModelSection(preset="tiny"), tok, 128, seed=0), tok, out)
-    return out
 
 
 def test_baseline_of_an_environment_prints_the_random_valid_action_numbers():

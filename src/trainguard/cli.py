@@ -16,7 +16,7 @@ from trainguard import __version__, api
 from trainguard.cli_eval import compare_command, eval_command
 from trainguard.cli_tasks import data_app, sandbox_app, tasks_app
 from trainguard.errors import TrainguardError
-from trainguard.ui.console import console, err_console, fail
+from trainguard.ui.console import console, err_console, fail, quiet_libraries
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -33,13 +33,6 @@ app.add_typer(data_app, name="data")
 app.add_typer(sandbox_app, name="sandbox")
 
 SetOption = Annotated[list[str], typer.Option("--set", help="Override a config key: KEY.PATH=VALUE (YAML value).")]
-
-
-def quiet_libraries() -> None:
-    import transformers
-
-    transformers.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()
 
 
 def interrupted(stop: KeyboardInterrupt) -> NoReturn:

@@ -10,7 +10,7 @@ import typer
 from rich.markup import escape
 
 from trainguard.errors import ConfigError, TrainguardError
-from trainguard.ui.console import console, err_console, fail
+from trainguard.ui.console import console, err_console, fail, quiet_libraries
 
 
 def parse_task_names(text: str) -> list[str]:
@@ -52,6 +52,19 @@ def write_outputs(json_out: Path, result: dict[str, Any], samples_out: Path | No
         raise TrainguardError(f"cannot write {err.filename or json_out}: {err.strerror or err}") from None
 
 
+def evaluate_with_bar(policy: Any, tokenizer: Any, specs: list[Any], n: int, **options: Any) -> dict[str, Any]:
+    """`runner.evaluate` under a progress bar over the samples (shown on a terminal only)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from trainguard.eval.runner import evaluate
+
+    columns = (TextColumn("[bold]eval"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console, disable=not console.is_terminal) as bar:
+        job = bar.add_task("eval", total=None)
+        progress = lambda done, total: bar.update(job, completed=done, total=total)  # noqa: E731
+        return evaluate(policy, tokenizer, specs, n, progress=progress, **options)
+
+
 def eval_command(
     model: Annotated[Path, typer.Argument(help="Exported model folder, or a run folder (its last trained policy).")],
     tasks: Annotated[
@@ -85,14 +98,10 @@ def eval_command(
 
     Per task: n, sum, mean, std, median, accuracy, success rate and the Jeffreys interval (ci80); then their
     sample-weighted aggregate. An environment's score is episode success; its mean return and rounds are added."""
-    import transformers
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
     from trainguard.eval.report import eval_table
-    from trainguard.eval.runner import build_tasks, evaluate, load_policy, resolve_model, trained_on
+    from trainguard.eval.runner import build_tasks, load_policy, resolve_model, trained_on
 
-    transformers.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()
+    quiet_libraries()
     try:
         names = parse_task_names(tasks)
         build_tasks(names)  # unknown names fail before the model loads
@@ -103,29 +112,18 @@ def eval_command(
         specs = [(name, seen.params.get(name, {})) for name in names]
         policy, tokenizer = load_policy(folder)
         rows: list[dict[str, Any]] = []
-        bar = Progress(
-            TextColumn("[bold]eval"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=console,
-            disable=not console.is_terminal,
+        result = evaluate_with_bar(
+            policy,
+            tokenizer,
+            specs,
+            n,
+            seed=seed,
+            max_new_tokens=max_new_tokens,
+            batch_size=batch_size,
+            chat=seen.chat,
+            exclude_prompts=seen.prompts,
+            samples=rows,
         )
-        with bar:
-            job = bar.add_task("eval", total=None)
-            result = evaluate(
-                policy,
-                tokenizer,
-                specs,
-                n,
-                seed=seed,
-                max_new_tokens=max_new_tokens,
-                batch_size=batch_size,
-                chat=seen.chat,
-                exclude_prompts=seen.prompts,
-                samples=rows,
-                progress=lambda done, total: bar.update(job, completed=done, total=total),
-            )
         result = {"model": str(folder), **result}
         write_outputs(json_out, result, samples, rows)
     except TrainguardError as err:

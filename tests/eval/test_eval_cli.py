@@ -10,21 +10,9 @@ from typer.testing import CliRunner
 from helpers import tiny_config, write_config
 from trainguard.cli import app
 from trainguard.eval.stats import interval
-from trainguard.models.config import ModelSection
-from trainguard.models.loading import build_model, export_model
-from trainguard.models.tokenizer import byte_tokenizer
 from trainguard.tasks import build_task
 
 STAT_KEYS = {"n", "sum", "mean", "std", "median", "accuracy", "success_rate", "ci80"}
-
-
-@pytest.fixture(scope="module")
-def model_folder(tmp_path_factory) -> Path:
-    """The tiny preset, untrained, exported as trainguard exports every stage."""
-    tok = byte_tokenizer()
-    out = tmp_path_factory.mktemp("model") / "tiny"
-    export_model(build_model(ModelSection(preset="tiny"), tok, 128, seed=0), tok, out)
-    return out
 
 
 def write_result(path: Path, **tasks: tuple[int, float]) -> Path:

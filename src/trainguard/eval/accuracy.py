@@ -1,5 +1,6 @@
 """Held-out task accuracy: greedy generation (KV cache) on instances the model never trained on."""
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -64,6 +65,30 @@ def generate_text(
     return [tokenizer.decode(r[:-1] if r and r[-1] == eos else r, skip_special_tokens=True) for r in responses]
 
 
+def answer_all(
+    model: nn.Module,
+    tokenizer: Any,
+    prompts: list[str],
+    max_new_tokens: int,
+    batch_size: int,
+    chat: bool = False,
+    on_batch: Callable[[int], None] | None = None,
+) -> list[str]:
+    """Greedy answers to every prompt, `batch_size` at a time with the model in eval mode (its mode restored
+    after); `on_batch(answered so far)` after each batch drives a progress bar."""
+    was_training = model.training
+    model.eval()
+    answers: list[str] = []
+    try:
+        for start in range(0, len(prompts), batch_size):
+            answers += generate_text(model, tokenizer, prompts[start : start + batch_size], max_new_tokens, chat=chat)
+            if on_batch is not None:
+                on_batch(len(answers))
+    finally:
+        model.train(was_training)
+    return answers
+
+
 def generate_ids(
     model: nn.Module,
     tokenizer: Any,
@@ -106,19 +131,12 @@ def task_accuracy(
     keep_examples: int = 5,
     chat: bool = False,
 ) -> AccuracyResult:
-    was_training = model.training
-    model.eval()
+    responses = answer_all(model, tokenizer, [i.prompt for i in instances], max_new_tokens, batch_size, chat)
     correct, examples = 0, []
-    try:
-        for start in range(0, len(instances), batch_size):
-            chunk = instances[start : start + batch_size]
-            responses = generate_text(model, tokenizer, [i.prompt for i in chunk], max_new_tokens, chat=chat)
-            for inst, response in zip(chunk, responses, strict=True):
-                score = task.score(inst, response)
-                correct += score.value == 1.0
-                if len(examples) < keep_examples:
-                    examples.append({"prompt": inst.prompt, "response": response, "score": score.value})
-    finally:
-        model.train(was_training)
+    for inst, response in zip(instances, responses, strict=True):
+        score = task.score(inst, response)
+        correct += score.value == 1.0
+        if len(examples) < keep_examples:
+            examples.append({"prompt": inst.prompt, "response": response, "score": score.value})
     n = len(instances)
     return AccuracyResult(task.name, n, correct, correct / n if n else 0.0, examples)

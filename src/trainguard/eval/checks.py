@@ -13,7 +13,7 @@ from pydantic import Field, field_validator, model_validator
 from torch import nn
 
 from trainguard.constraints.library.base import CONSTRAINT_KINDS, Constraint, build_constraint
-from trainguard.eval.accuracy import HELDOUT_START, generate_text, heldout_instances
+from trainguard.eval.accuracy import HELDOUT_START, answer_all, heldout_instances
 from trainguard.eval.stats import summarise
 from trainguard.section import Section
 from trainguard.tasks import TASKS, Task, build_task
@@ -89,17 +89,7 @@ class Check:
     def run(self, model: nn.Module, tokenizer: Any, chat: bool = False, batch_size: int = 64) -> CheckResult:
         cfg = self.config
         prompts = [cfg.preamble + inst.prompt for inst in self.instances]
-        was_training = model.training
-        model.eval()
-        try:
-            texts = [
-                t
-                for i in range(0, len(prompts), batch_size)
-                for t in generate_text(model, tokenizer, prompts[i : i + batch_size], cfg.max_new_tokens, chat=chat)
-            ]
-        finally:
-            model.train(was_training)
-        return self.score(prompts, texts)
+        return self.score(prompts, answer_all(model, tokenizer, prompts, cfg.max_new_tokens, batch_size, chat))
 
     def score(self, prompts: list[str], texts: list[str]) -> CheckResult:
         """Values for answers already generated (one per held-out instance, in order)."""

@@ -11,7 +11,7 @@ from typing import Any
 import yaml
 
 from trainguard.errors import ConfigError, TrainguardError
-from trainguard.eval.accuracy import HELDOUT_START, generate_text, heldout_instances
+from trainguard.eval.accuracy import HELDOUT_START, answer_all, heldout_instances
 from trainguard.eval.stats import aggregate, summarise
 from trainguard.tasks import TASKS, Task, build_task
 from trainguard.tasks.aliases import canonical
@@ -105,20 +105,22 @@ def evaluate(
     try:
         for name, params in specs:
             if name in built:
-                scores = []
                 task, pool = built[name], instances[name]
-                for first in range(0, len(pool), batch_size):
-                    chunk = pool[first : first + batch_size]
-                    responses = generate_text(model, tokenizer, [i.prompt for i in chunk], max_new_tokens, chat=chat)
-                    for inst, response in zip(chunk, responses, strict=True):
-                        score = float(task.score(inst, response).value)
-                        scores.append(score)
-                        if samples is not None:
-                            row = {"task": name, "id": inst.id, "prompt": inst.prompt, "response": response}
-                            samples.append(row | {"score": score})
-                    done += len(chunk)
+
+                def answered(k: int, base: int = done) -> None:
                     if progress is not None:
-                        progress(done, total)
+                        progress(base + k, total)
+
+                prompts = [i.prompt for i in pool]
+                responses = answer_all(model, tokenizer, prompts, max_new_tokens, batch_size, chat, answered)
+                pairs = list(zip(pool, responses, strict=True))
+                scores = [float(task.score(inst, response).value) for inst, response in pairs]
+                if samples is not None:
+                    samples += [
+                        {"task": name, "id": inst.id, "prompt": inst.prompt, "response": response, "score": score}
+                        for inst, response, score in zip(pool, responses, scores, strict=True)
+                    ]
+                done += len(pool)
                 per_task[name] = summarise(scores)
             else:
 

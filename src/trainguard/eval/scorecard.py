@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from trainguard.eval.accuracy import HELDOUT_START, generate_text
+from trainguard.eval.accuracy import HELDOUT_START, answer_all
 from trainguard.eval.intervals import jeffreys_interval
 from trainguard.section import Section
 from trainguard.tasks import Instance, Task, build_task
@@ -140,18 +140,9 @@ def evaluate_builderbrain(
 ) -> Scorecard:
     """Greedy answers of `model` to the held-out items, scored; `on_batch(done, total)` can drive a progress bar."""
     items = builderbrain_items(n, seed, n_safety, exclude_prompts)
-    responses: list[str] = []
-    was_training = model.training
-    model.eval()
-    try:
-        for start in range(0, len(items), batch_size):
-            prompts = [item.instance.prompt for item in items[start : start + batch_size]]
-            responses += generate_text(model, tokenizer, prompts, max_new_tokens, chat=chat)
-            if on_batch:
-                on_batch(len(responses), len(items))
-    finally:
-        model.train(was_training)
-    return score_responses(items, responses)
+    progress = (lambda done: on_batch(done, len(items))) if on_batch is not None else None
+    prompts = [item.instance.prompt for item in items]
+    return score_responses(items, answer_all(model, tokenizer, prompts, max_new_tokens, batch_size, chat, progress))
 
 
 class DeploymentGoals(Section):

@@ -17,6 +17,14 @@ console = Console(soft_wrap=True, width=PIPE_WIDTH)
 err_console = Console(stderr=True, soft_wrap=True)
 
 
+def quiet_libraries() -> None:
+    """transformers' info lines and progress bars are noise in a command's output."""
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+
+
 def fail(err: TrainguardError) -> None:
     """Print the error one line per problem (no traceback) and exit with its status."""
     for line in str(err).splitlines() or [type(err).__name__]:
