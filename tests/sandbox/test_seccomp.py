@@ -32,7 +32,7 @@ def decide(program: bytes, nr: int, arch: int, args: tuple[int, ...] = (0,) * 6)
 @pytest.mark.parametrize("machine", ["x86_64", "aarch64"])
 def test_every_refused_call_fails_with_eperm_and_everything_else_passes(machine):
     column, arch = seccomp.ARCHES[machine]
-    program = seccomp.filter_program(machine)
+    program = seccomp.filter_program(machine).program
     eperm, allow = seccomp.ERRNO | errno.EPERM, seccomp.ALLOW
     for name, numbers in seccomp.REFUSED.items():
         assert decide(program, numbers[column], arch) == eperm, name
@@ -45,7 +45,7 @@ def test_every_refused_call_fails_with_eperm_and_everything_else_passes(machine)
 @pytest.mark.parametrize("machine", ["x86_64", "aarch64"])
 def test_clone_and_prlimit_are_judged_by_their_arguments(machine):
     column, arch = seccomp.ARCHES[machine]
-    program = seccomp.filter_program(machine)
+    program = seccomp.filter_program(machine).program
     clone, prlimit = seccomp.CLONE[column], seccomp.PRLIMIT64[column]
     fork_flags, thread_flags = 17, 0x3D0F00  # SIGCHLD; glibc's pthread_create flags
     assert decide(program, clone, arch, (fork_flags, 0, 0, 0, 0, 0)) == seccomp.ALLOW
@@ -58,10 +58,32 @@ def test_clone_and_prlimit_are_judged_by_their_arguments(machine):
 
 
 def test_x32_calls_are_refused_on_x86_64():
-    program = seccomp.filter_program("x86_64")
+    program = seccomp.filter_program("x86_64").program
     assert decide(program, seccomp.X32_BIT | 1, seccomp.ARCHES["x86_64"][1]) == seccomp.ERRNO | errno.ENOSYS
 
 
 def test_the_readme_lists_every_refused_call():
     listed = set(re.findall(r"`(\w+)`", README.read_text().split("### Refused system calls")[1].split("###")[0]))
     assert set(seccomp.REFUSED) <= listed
+
+
+@pytest.mark.parametrize("machine", ["x86_64", "aarch64"])
+def test_signals_never_reach_the_sandboxs_own_processes(machine):
+    column, arch = seccomp.ARCHES[machine]
+    rules = seccomp.filter_program(machine)
+    eperm, allow = seccomp.ERRNO | errno.EPERM, seccomp.ALLOW
+    kill, tgkill, pidfd_open = (seccomp.SIGNALLING[name][column] for name in ("kill", "tgkill", "pidfd_open"))
+    assert decide(rules.program, kill, arch, (2**64 - 1, 9, 0, 0, 0, 0)) == eperm  # unfilled: kill(-1) already
+    program = bytearray(rules.program)
+    for offset, pid in zip(rules.pid_slots, (500, 400, -400, -1), strict=True):
+        struct.pack_into("<I", program, offset, pid & 0xFFFFFFFF)
+    for pid in (500, 400, -400, -1):
+        as_register = pid & 0xFFFFFFFF if pid > 0 else (pid & 0xFFFFFFFF) | (0xFFFFFFFF << 32)  # sign-extended
+        for nr in seccomp.SIGNALLING.values():
+            assert decide(bytes(program), nr[column], arch, (as_register, 9, 9, 0, 0, 0)) == eperm, (pid, nr)
+    for pid in (0, 501, 399, 1):  # the run itself, its own children, anything else it may reach
+        assert decide(bytes(program), kill, arch, (pid, 9, 0, 0, 0, 0)) == allow
+        assert decide(bytes(program), tgkill, arch, (pid, pid, 9, 0, 0, 0)) == allow
+        assert decide(bytes(program), pidfd_open, arch, (pid, 0, 0, 0, 0, 0)) == allow
+    after = decide(bytes(program), seccomp.CLONE[column], arch, (17 | 0x10000000, 0, 0, 0, 0, 0))
+    assert after == eperm  # the clone check after the block still reads its own argument

@@ -52,8 +52,8 @@ class SockFprog(ctypes.Structure):
 class Privileges:
     """What dropping privileges needs, built once in the zygote so that each run only makes system calls."""
 
-    def __init__(self, seccomp_hex: str) -> None:
-        self.filter = bytes.fromhex(seccomp_hex)
+    def __init__(self, seccomp_hex: str, pid_slots: list[int]) -> None:
+        self.filter = bytes(protect(bytearray.fromhex(seccomp_hex), pid_slots))
         self.program = SockFprog(len(self.filter) // 8, self.filter)
         self.header, self.no_caps = CapHeader(CAPABILITY_V3, 0), (ctypes.c_uint32 * 6)()
 
@@ -64,6 +64,13 @@ class Privileges:
         check(libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs")
         if self.filter:
             check(libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(self.program)), "seccomp")
+
+
+def protect(program: bytearray, pid_slots: list[int]) -> bytearray:
+    """Fill in the pids no run may signal: the zygote (we are it), the server, their process group, everyone."""
+    for offset, pid in zip(pid_slots, (os.getpid(), os.getppid(), -os.getpgid(0), -1)):
+        struct.pack_into("<I", program, offset, pid & 0xFFFFFFFF)
+    return program
 
 
 def prefer_as_oom_victim() -> None:
@@ -169,7 +176,7 @@ def exit_code(stop: SystemExit) -> int:
 
 def zygote(channel: socket.socket, config: dict) -> None:
     """Fork one run's process per request; report its pid, then its exit status and CPU time."""
-    privileges = Privileges(config["seccomp"])
+    privileges = Privileges(config["seccomp"], config["pid_slots"])
     if config["cgroup_fd"] is not None:
         os.write(config["cgroup_fd"], b"0")  # every run is then born in the memory cgroup: no move per run
         os.close(config["cgroup_fd"])

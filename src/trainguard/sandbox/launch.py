@@ -140,10 +140,12 @@ def worker_command(isolation: Isolation, uid: int | None, cgroup_fd: int | None,
     """The worker's command line; its one argument is its JSON configuration (nothing secret: a program may
     read it in /proc)."""
     python, prefix = interpreter(uid is not None)
+    rules = seccomp.filter_program() if seccomp.supported() else seccomp.Filter(b"", [])
     config = {
         "mounts": bool(isolation.bwrap),
         "own_uid": uid is not None,
-        "seccomp": seccomp.filter_program().hex() if seccomp.supported() else "",
+        "seccomp": rules.program.hex(),
+        "pid_slots": rules.pid_slots,
         "cgroup_fd": cgroup_fd,
         "base": base,
     }

@@ -186,7 +186,7 @@ class SandboxPool:
             worker = item if isinstance(item, Worker) else self.start(slot)
             result, healthy = worker.run(source, stdin, limits)
             if result is None or not healthy or not worker.alive():
-                worker.close()
+                self.retire(worker)
                 worker = None  # this slot starts afresh on its next run
             if result is None:
                 return ExecResult("killed", -9, "", "the sandbox worker died or stopped answering", limits.timeout, 0)
@@ -199,6 +199,13 @@ class SandboxPool:
         with self.lock:
             self.workers[slot] = worker
         return worker
+
+    def retire(self, worker: Worker) -> None:
+        """Close a failed worker and forget it, so that closing the pool never closes it twice (its pid, and so
+        its process group, may belong to somebody else by then)."""
+        with self.lock:
+            self.workers.pop(worker.slot, None)
+        worker.close()
 
     def close(self) -> None:
         if self.closed:

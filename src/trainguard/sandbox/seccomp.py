@@ -1,13 +1,14 @@
 """The seccomp filter every sandboxed program runs under: system calls a stdin→stdout program never needs.
 
 Built here as classic BPF (no libseccomp) and handed to the worker as bytes, which installs it in each run's
-process just before the program starts. Anything not named is allowed; a refused call fails with an errno, so
+process just before the program starts (with the sandbox's own pids filled in). Anything not named is allowed; a refused call fails with an errno, so
 a program that probes for a feature sees "not permitted" rather than being killed.
 """
 
 import errno
 import platform
 import struct
+from typing import NamedTuple
 
 # name: (x86_64 number, aarch64 number, why a program may not have it)
 REFUSED: dict[str, tuple[int, int, str]] = {
@@ -20,6 +21,7 @@ REFUSED: dict[str, tuple[int, int, str]] = {
     "pidfd_getfd": (438, 438, "taking another process's file descriptors"),
     "process_madvise": (440, 440, "acting on another process's memory"),
     "kcmp": (312, 272, "comparing kernel objects of other processes"),
+    "pidfd_send_signal": (424, 424, "signals through a /proc folder, around the protected-pid check below"),
     "mount": (165, 40, "changing the file system view"),
     "umount2": (166, 39, "changing the file system view"),
     "pivot_root": (155, 41, "changing the file system view"),
@@ -63,6 +65,20 @@ PRLIMIT64 = (302, 261)  # allowed on the caller itself only: no lowering the lim
 # process would be the zygote's child, outside the tree the worker kills after each run
 FORBIDDEN_CLONE_FLAGS = 0x7E028000
 
+# Signals (and pidfds) may not reach the sandbox's own processes: a program that kills its zygote costs a worker
+# restart, and can take its own exit status with it (a dying zygote may reap the run first). The zygote fills in
+# the protected pids: its own, the server's, their process group (negated) and -1 (every process at once).
+SIGNALLING = {
+    "kill": (62, 129),
+    "tkill": (200, 130),
+    "tgkill": (234, 131),
+    "rt_sigqueueinfo": (129, 138),
+    "rt_tgsigqueueinfo": (297, 240),
+    "pidfd_open": (434, 434),
+}
+PROTECTED_PIDS = 4
+UNFILLED = 0xFFFFFFFF  # -1 in every slot until the zygote fills them
+
 ARCHES = {"x86_64": (0, 0xC000003E), "aarch64": (1, 0xC00000B7), "arm64": (1, 0xC00000B7)}
 X32_BIT = 0x40000000
 
@@ -76,8 +92,13 @@ def supported(machine: str | None = None) -> bool:
     return (machine or platform.machine()) in ARCHES
 
 
-def filter_program(machine: str | None = None) -> bytes:
-    """The filter as packed `struct sock_filter` instructions for `machine` (default: this one)."""
+class Filter(NamedTuple):
+    program: bytes  # packed `struct sock_filter` instructions
+    pid_slots: list[int]  # byte offsets of the protected pids' 32-bit values, for the zygote to fill in
+
+
+def filter_program(machine: str | None = None) -> Filter:
+    """The filter for `machine` (default: this one)."""
     column, audit_arch = ARCHES[machine or platform.machine()]
     ins = [(LD_ABS, 0, 0, ARCH), (JEQ, 1, 0, audit_arch), (RET, 0, 0, KILL_PROCESS), (LD_ABS, 0, 0, NR)]
     if column == 0:  # x86_64 also answers the x32 ABI under other numbers: refuse all of it
@@ -88,6 +109,20 @@ def filter_program(machine: str | None = None) -> bytes:
     # prlimit64(pid, ...): only pid 0 (the caller itself) passes; both halves of the 64-bit argument are checked
     ins += [(JEQ, 0, 6, PRLIMIT64[column]), (LD_ABS, 0, 0, ARG0), (JEQ, 0, 3, 0), (LD_ABS, 0, 0, ARG0_HIGH)]
     ins += [(JEQ, 0, 1, 0), (RET, 0, 0, ALLOW), (RET, 0, 0, ERRNO | errno.EPERM)]
+    ins, pid_slots = signalling_block(ins, column)
     ins += [(JEQ, 0, 3, CLONE[column]), (LD_ABS, 0, 0, ARG0), (JSET, 0, 1, FORBIDDEN_CLONE_FLAGS)]
     ins += [(RET, 0, 0, ERRNO | errno.EPERM), (RET, 0, 0, ALLOW)]
-    return b"".join(struct.pack("<HBBI", *i) for i in ins)
+    return Filter(b"".join(struct.pack("<HBBI", *i) for i in ins), pid_slots)
+
+
+def signalling_block(ins: list[tuple[int, int, int, int]], column: int) -> tuple[list, list[int]]:
+    """Append the signalling calls' check: their first argument (a pid; its low 32 bits, as the kernel reads an
+    int) may be none of the protected pids. Returns the instructions and the byte offsets of those pids."""
+    numbers = [pair[column] for pair in SIGNALLING.values()]
+    check = [(LD_ABS, 0, 0, ARG0)]
+    check += [(JEQ, PROTECTED_PIDS - i, 0, UNFILLED) for i in range(PROTECTED_PIDS)]
+    check += [(RET, 0, 0, ALLOW), (RET, 0, 0, ERRNO | errno.EPERM)]
+    last = len(numbers) - 1
+    ins = ins + [(JEQ, last - j, len(check) if j == last else 0, nr) for j, nr in enumerate(numbers)]
+    slots = [8 * (len(ins) + 1 + i) + 4 for i in range(PROTECTED_PIDS)]  # `k` sits at byte 4 of an instruction
+    return ins + check, slots

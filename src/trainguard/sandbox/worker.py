@@ -41,6 +41,10 @@ class WorkerFault(Exception):
     """The worker, not the program, failed: the host replaces it."""
 
 
+class ZygoteGone(WorkerFault):
+    """The zygote's socket closed: a program killed it (the worker is replaced after this run)."""
+
+
 def read_exact(fd: int, n: int) -> bytes:
     buf = b""
     while len(buf) < n:
@@ -99,7 +103,7 @@ class Zygote:
             raise WorkerFault("the zygote stopped answering")
         message, pidfds, _, _ = socket.recv_fds(self.channel, 4, 1)
         if len(message) != 4 or len(pidfds) != 1:
-            raise WorkerFault("the zygote is gone")
+            raise ZygoteGone("the zygote is gone")
         return struct.unpack(">i", message)[0], pidfds[0]
 
     def exit_of(self) -> tuple[int, float]:
@@ -118,7 +122,7 @@ class Zygote:
                 raise WorkerFault("the zygote stopped answering")
             part = self.channel.recv(size - len(data))
             if not part:
-                raise WorkerFault("the zygote is gone")
+                raise ZygoteGone("the zygote is gone")
             data += part
         return data
 
@@ -245,9 +249,7 @@ def run(req: dict, config: dict, zygote: Zygote) -> dict:
         reaped = kill_all(spare=zygote.pid)
         for fd in (out_r, err_r):
             os.close(fd)
-    # the zygote reports its child, unless a program killed it: then the child was ours to reap (and its CPU
-    # time is in our own children's usage)
-    status, child_cpu = (reaped[child], 0.0) if child in reaped else zygote.exit_of()
+    status, child_cpu = (reaped[child], 0.0) if child in reaped else exit_status(zygote, child)
     wall = time.monotonic() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if workdir is not None:
@@ -263,6 +265,21 @@ def run(req: dict, config: dict, zygote: Zygote) -> dict:
         "wall": wall,
         "cpu": cpu,
     }
+
+
+def exit_status(zygote: Zygote, child: int) -> tuple[int, float]:
+    """The run's exit status and CPU time, from the zygote; when a program killed the zygote, the run's process
+    is ours to reap (and its CPU time is in our own children's usage). A dying zygote's socket closes before
+    the kernel hands its children to us, so wait for the zygote to be gone first."""
+    try:
+        return zygote.exit_of()
+    except ZygoteGone:
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(zygote.pid, 0)  # returns once it is dead, and its children reparented
+        try:
+            return os.waitpid(child, 0)[1], 0.0  # already killed by end(): this does not block
+        except ChildProcessError:
+            raise WorkerFault("the zygote is gone, and the run's exit status with it") from None
 
 
 def verdict(reason: str | None, returncode: int, out_of_cpu: bool) -> str:
