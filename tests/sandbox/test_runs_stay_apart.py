@@ -200,6 +200,7 @@ def test_signals_to_pid_1_the_zygote_and_their_group_are_refused(pool):
     healthy(pool)
     assert pool.workers == before
 
+
 def test_no_nested_namespaces_no_capabilities_and_the_refused_calls(pool):
     numbers = {name: x86 for name, (x86, _, _) in seccomp.REFUSED.items()}
     result = run(

@@ -68,7 +68,8 @@ class Privileges:
 
 def protect(program: bytearray, pid_slots: list[int]) -> bytearray:
     """Fill in the pids no run may signal: the zygote (we are it), the server, their process group, everyone."""
-    for offset, pid in zip(pid_slots, (os.getpid(), os.getppid(), -os.getpgid(0), -1)):
+    protected = (os.getpid(), os.getppid(), -os.getpgid(0), -1)
+    for offset, pid in zip(pid_slots, protected[: len(pid_slots)], strict=True):  # no slots: no filter
         struct.pack_into("<I", program, offset, pid & 0xFFFFFFFF)
     return program
 

@@ -1,8 +1,8 @@
 """The seccomp filter every sandboxed program runs under: system calls a stdin→stdout program never needs.
 
-Built here as classic BPF (no libseccomp) and handed to the worker as bytes, which installs it in each run's
-process just before the program starts (with the sandbox's own pids filled in). Anything not named is allowed; a refused call fails with an errno, so
-a program that probes for a feature sees "not permitted" rather than being killed.
+Built here as classic BPF (no libseccomp) and handed to the worker as bytes; its zygote fills in the sandbox's own
+pids and installs it in each run's process just before the program starts. Anything not named is allowed; a refused
+call fails with an errno, so a program that probes for a feature sees "not permitted" rather than being killed.
 """
 
 import errno
