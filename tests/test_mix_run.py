@@ -46,3 +46,20 @@ def test_a_curriculum_changes_the_task_shares_and_logs_each_tasks_loss(tmp_path)
     # the second stage's checkpoint holds its hard-example pools (losses seen), as plain JSON
     state = json.loads((result.path / "checkpoints" / "step-000060" / "state.json").read_text())["source"]
     assert state["cursor"] == 240 and set(state["pool"]) == {"reverse", "sort"} and len(state["pool"]["sort"]) > 50
+
+
+def test_skills_are_scored_before_training_and_after_each_stage(tmp_path):
+    data = {"sources": [{"task": "reverse", "n": 300, "params": WORDS}, {"task": "sort", "n": 300, "params": WORDS}]}
+    stages = [stage("words", {"reverse": 1.0}), stage("sorting", {"sort": 1.0})]
+    for s in stages:
+        s["max_steps"] = s["eval_every"] = s["save_every"] = 10
+    ev = {"tasks": ["reverse", "sort"], "n": 20, "skills": True, "max_new_tokens": 6, "forgetting": 0.5}
+    result = trainguard.run(tiny_config(tmp_path / "runs", data=data, stages=stages, eval=ev))
+    points = json.loads((result.path / "eval" / "skills.json").read_text())["points"]
+    assert [p["when"] for p in points] == ["before", "words", "sorting"]
+    assert all(set(p["tasks"]) == {"reverse", "sort"} for p in points)
+    forgetting = json.loads((result.path / "eval" / "forgetting.json").read_text())["after"]
+    final = json.loads((result.path / "eval" / "final.json").read_text())["tasks"]
+    # the same held-out prompts and greedy answers as the forgetting review and the final table
+    assert {t: points[1]["tasks"][t]["mean"] for t in forgetting["words"]} == forgetting["words"]
+    assert {t: points[2]["tasks"][t]["mean"] for t in ("reverse", "sort")} == {t: final[t]["mean"] for t in final}

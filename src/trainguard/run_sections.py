@@ -46,6 +46,11 @@ class EvalSection(Section):
         description="Tasks of the final evaluation table (n each, with Jeffreys 80% intervals; eval/final.json), "
         "as `trainguard eval` reports them; parameters as trained.",
     )
+    skills: bool = Field(
+        False,
+        description="Score eval.tasks (their accuracy and each task's own metrics) before training and after every "
+        "policy stage: eval/skills.json and a table at the end (a curriculum's per-stage skills).",
+    )
     scorecard: ScorecardSection | None = Field(
         None,
         description="BuilderBrain's scorecard of the final model (task accuracy, grammar compliance, plan success, "

@@ -261,7 +261,7 @@ def test_step_divides_task_sums_by_task_tokens_not_by_micro_batches():
     assert metrics["loss/train"] == pytest.approx(12 / 6) and norms == [2.0] and extra == [7.0]
 
 
-def test_eval_reports_each_tasks_loss():
+def test_eval_reports_each_tasks_loss_and_perplexity():
     objective, model = sft()
     batches = [
         replace(collate([TokenizedExample([0, 1, 0], 1)], 0), tasks=("x",)),
@@ -271,3 +271,4 @@ def test_eval_reports_each_tasks_loss():
     a, b = math.log(4 / 3), math.log(4)
     assert metrics["loss/eval"] == pytest.approx((2 * a + b) / 3)
     assert metrics["loss/eval/by_task/x"] == pytest.approx(a) and metrics["loss/eval/by_task/y"] == pytest.approx(b)
+    assert metrics["loss/eval_ppl/by_task/x"] == pytest.approx(4 / 3) and metrics["loss/eval_ppl/by_task/y"] == pytest.approx(4)

@@ -5,7 +5,7 @@ import io
 from rich.console import Console
 
 from trainguard.eval.pareto import compare
-from trainguard.eval.report import compare_table, eval_table
+from trainguard.eval.report import compare_table, eval_table, skills_table
 from trainguard.eval.stats import aggregate, summarise
 
 
@@ -43,3 +43,13 @@ def test_compare_table_marks_models_under_min_samples():
     text = "\n".join(render(compare_table(out)))
     assert "[0.310, 0.690] n=10*" in text and "n=200 " in text
     assert "dominance: b > a" in text and "frontier: b" in text and "fewer than 50 samples" in text
+
+
+def test_the_skills_table_reads_each_task_and_metric_across_the_stages():
+    points = [
+        {"when": "before", "tasks": {"function_call": {"mean": 0.0, "json_valid": 0.1}}},
+        {"when": "text", "tasks": {"function_call": {"mean": 0.25, "json_valid": 0.5}, "bash_command": {"mean": 0.5}}},
+    ]
+    lines = render(skills_table(points))
+    row, metric, bash = ([c for c in line.split() if c not in "│"] for line in lines if "_" in line and "│" in line)
+    assert row[-2:] == ["0.000", "0.250"] and metric[-2:] == ["0.100", "0.500"] and bash[-2:] == ["—", "0.500"]

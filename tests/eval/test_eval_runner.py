@@ -110,3 +110,16 @@ def test_tasks_are_checked_before_anything_is_generated():
         build_tasks(["sort", "sort"])
     with pytest.raises(ConfigError, match="min_len"):
         build_tasks([("reverse", {"min_len": "short"})])
+
+
+def test_a_tasks_own_metrics_are_the_means_of_its_numeric_details():
+    from trainguard.eval.runner import detail_means
+    from trainguard.tasks import Score
+
+    results = [
+        Score(1.0, {"json_valid": True, "steps": 3, "got": "x"}),
+        Score(0.0, {"json_valid": False, "steps": 1, "got": "y"}),
+        Score(0.0, {"json_valid": True, "steps": 2, "got": "z", "only_here": 1.0}),
+    ]
+    assert detail_means(results) == {"metrics": {"json_valid": 2 / 3, "steps": 2.0}}  # strings, partial keys left
+    assert detail_means([Score(1.0, {"expected": "a"})]) == {} and detail_means([]) == {}

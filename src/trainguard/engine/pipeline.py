@@ -193,9 +193,11 @@ class Pipeline:
         summaries = stage_summaries(self.run.path / "metrics.db")
         self.console.print(summary_table(str(self.run.path), summaries, self.accuracy_path()))
         if table is not None:
-            from trainguard.eval.report import eval_table
+            from trainguard.eval.report import eval_table, skills_table
 
             self.console.print(eval_table(table))
+            if (skills := self.run.eval_dir / "skills.json").is_file():
+                self.console.print(skills_table(json.loads(skills.read_text())["points"]))
         if card is not None:
             self.console.print(scorecard_table(card["scorecard"], card["verdict"]))
         if verdict is not None:
@@ -231,6 +233,7 @@ class Pipeline:
         policy = self.accelerator.unwrap_model(pieces.model)
         if index == 0:
             result.accuracy["before"] = self.measure_accuracy("before", policy)
+            self.review.skills("before", policy)
         pieces.generation = self.generation_checks(pieces.guard, self.cfg.stage_guard(index))
         heads = {k: self.accelerator.unwrap_model(h) for k, h in pieces.heads.items()}
         services = RunServices(
@@ -275,6 +278,7 @@ class Pipeline:
                 self.measure_accuracy(f"after-{stage.name}", policy)  # the lift each stage adds, once
             for alert in self.review.forgetting(index, policy, self.state.global_step):
                 self.record_alert(alert, stage.name)
+            self.review.skills(stage.name, policy)
         self.final_model = policy
         return stage_result
 

@@ -94,6 +94,22 @@ class RunReview:
         atomic_write_json(path, record)
         return alerts
 
+    # -- skills by stage ----------------------------------------------------------------------------------
+    def skills(self, when: str, model: nn.Module) -> None:
+        """With eval.skills: eval.tasks' mean score and own metrics at `when` ("before", or a stage's name), kept
+        in eval/skills.json's points, in the order measured; a point already there (a resumed run) is not measured
+        again."""
+        if not (self.cfg.eval.skills and self.cfg.eval.tasks):
+            return
+        path = self.eval_dir / "skills.json"
+        points: list[dict[str, Any]] = json.loads(path.read_text())["points"] if path.is_file() else []
+        if any(point["when"] == when for point in points):
+            return
+        rows = self.evaluate(model, self.cfg.eval.tasks)["tasks"]
+        scores = {task: {"mean": row["mean"], **row.get("metrics", {})} for task, row in rows.items()}
+        self.eval_dir.mkdir(exist_ok=True)
+        atomic_write_json(path, {"points": [*points, {"when": when, "tasks": scores}]})
+
     # -- deployment ---------------------------------------------------------------------------------------
     def deployment(self, model: nn.Module, final_dir: Path, step: int, open_alerts: list[str]) -> Verdict | None:
         """The deployment gate's verdict on the final model, written to final/verdict.json."""

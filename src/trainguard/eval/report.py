@@ -1,7 +1,7 @@
 """The tables `trainguard eval` and `trainguard compare` print: one screen each, numbers a reader can compare by
 eye (percentages for shares, three decimals for means and interval bounds)."""
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from rich.markup import escape
@@ -16,7 +16,8 @@ def eval_table(result: Mapping[str, Any], baseline: Mapping[str, Any] | None = N
     """Per task n, accuracy, mean, ci80 and success rate, then the sample-weighted aggregate. With a
     `baseline` result, a Δ row under each task both have: the change of each column, and in the ci80 column
     where the new interval lies against the old one (above: its lower bound over the old upper; below; overlaps).
-    A row each rather than a column each, so the table still fits 80 columns."""
+    A row each rather than a column each, so the table still fits 80 columns; so are a task's own metrics
+    (means of its verifier's numeric details), one dim row each under the task."""
     table = Table(title=f"trainguard eval {escape(str(result.get('model', '')))}".rstrip(), title_justify="left")
     table.add_column("task", no_wrap=True)
     for col in ("n", "accuracy", "mean", "ci80", "success"):
@@ -28,6 +29,8 @@ def eval_table(result: Mapping[str, Any], baseline: Mapping[str, Any] | None = N
     rows = [(escape(name), row, old_tasks.get(name), None) for name, row in tasks.items()]
     for label, row, old, style in [*rows, ("all", result["aggregate"], old_aggregate, "bold")]:
         table.add_row(label, *_cells(row), style=style)
+        for key, value in row.get("metrics", {}).items():  # the task's own metrics, as means over its samples
+            table.add_row(f"  {escape(key)}", "", "", f"{value:.3f}", "", "", style="dim")
         if old is not None and "n" in old and "sum" in old:
             table.add_row("  Δ", *_deltas(row, old), style="dim")
     notes = ["accuracy: share of scores > 0.5; success: share > 0; ci80: Jeffreys 80% interval of the mean score"]
@@ -100,4 +103,23 @@ def compare_table(comparison: Mapping[str, Any]) -> Table:
     if min_samples:
         notes.append(f"* fewer than {min_samples} samples: loses the task (all under: tie)")
     table.caption = escape("\n".join(notes))
+    return table
+
+
+def skills_table(points: Sequence[Mapping[str, Any]]) -> Table:
+    """eval/skills.json as one table: a row per task (mean score) and per task metric, a column per point
+    measured (before training, then after each stage), so a curriculum's skills read left to right."""
+    table = Table(
+        title="skills by stage", title_justify="left", caption="held-out mean score; a task's metrics below it"
+    )
+    table.add_column("task", no_wrap=True)
+    for point in points:
+        table.add_column(escape(str(point["when"])), justify="right", no_wrap=True)
+    tasks = list(dict.fromkeys(task for point in points for task in point["tasks"]))
+    for task in tasks:
+        keys = list(dict.fromkeys(k for point in points for k in point["tasks"].get(task, {})))
+        for key in keys:
+            cells = [point["tasks"].get(task, {}).get(key) for point in points]
+            label, style = (escape(task), None) if key == "mean" else (f"  {escape(key)}", "dim")
+            table.add_row(label, *(NONE if v is None else f"{v:.3f}" for v in cells), style=style)
     return table

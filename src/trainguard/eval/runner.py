@@ -3,6 +3,7 @@ parameters, prompts to keep out of the held-out set), and greedy evaluation on h
 per task with intervals. A text environment named among the tasks is played instead: held-out seeds, Affine's
 10 rounds at temperature 0.7, episode success as the score (its return reported beside)."""
 
+import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,7 +14,7 @@ import yaml
 from trainguard.errors import ConfigError, TrainguardError
 from trainguard.eval.accuracy import HELDOUT_START, answer_all, heldout_instances
 from trainguard.eval.stats import aggregate, summarise
-from trainguard.tasks import TASKS, Task, build_task
+from trainguard.tasks import TASKS, Score, Task, build_task
 from trainguard.tasks.aliases import canonical
 from trainguard.tasks.envs import ENVS
 from trainguard.tasks.envs.play import play_model
@@ -113,15 +114,15 @@ def evaluate(
 
                 prompts = [i.prompt for i in pool]
                 responses = answer_all(model, tokenizer, prompts, max_new_tokens, batch_size, chat, answered)
-                pairs = list(zip(pool, responses, strict=True))
-                scores = [float(task.score(inst, response).value) for inst, response in pairs]
+                results = [task.score(inst, response) for inst, response in zip(pool, responses, strict=True)]
+                scores = [float(r.value) for r in results]
                 if samples is not None:
                     samples += [
                         {"task": name, "id": inst.id, "prompt": inst.prompt, "response": response, "score": score}
                         for inst, response, score in zip(pool, responses, scores, strict=True)
                     ]
                 done += len(pool)
-                per_task[name] = summarise(scores)
+                per_task[name] = summarise(scores) | detail_means(results)
             else:
 
                 def played(k: int, base: int = done) -> None:
@@ -167,6 +168,18 @@ def play_env(
         )  # fmt: skip
         played(len(records))
     return records
+
+
+def detail_means(results: Sequence[Score]) -> dict[str, Any]:
+    """{"metrics": {key: mean}} over the numeric details every score reports (a task's own metrics, e.g.
+    function_call's json_valid, format_ok and arguments_ok), or {} when there are none."""
+    if not results:
+        return {}
+    shared = set.intersection(*(set(r.details) for r in results))
+    numeric = sorted(k for k in shared if all(isinstance(r.details[k], bool | int | float) for r in results))
+    if not numeric:
+        return {}
+    return {"metrics": {k: math.fsum(float(r.details[k]) for r in results) / len(results) for k in numeric}}
 
 
 def episode_means(records: Sequence[Mapping[str, Any]]) -> dict[str, float]:

@@ -91,7 +91,8 @@ class SFTObjective(Objective):
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module, batches: list[Any], accelerator: Accelerator) -> dict[str, float]:
-        """The base's loss/eval and perplexity, and `loss/eval/by_task/<task>` when the batches carry tasks."""
+        """The base's loss/eval and perplexity, and `loss/eval/by_task/<task>` with its perplexity
+        (`loss/eval_ppl/by_task/<task>`) when the batches carry tasks."""
         total, units = 0.0, 0
         sums: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         for batch in batches:
@@ -106,5 +107,7 @@ class SFTObjective(Objective):
         metrics["loss/eval_ppl"] = math.exp(min(metrics["loss/eval"], 50.0))
         if sums:
             values = torch.stack([v for pair in sums.values() for v in pair]).tolist()
-            metrics |= {k: n / d for k, n, d in zip(sums, values[::2], values[1::2], strict=True) if d > 0}
+            by_task = {k: n / d for k, n, d in zip(sums, values[::2], values[1::2], strict=True) if d > 0}
+            ppl = {k.replace("loss/eval/", "loss/eval_ppl/", 1): math.exp(min(v, 50.0)) for k, v in by_task.items()}
+            metrics |= by_task | ppl
         return metrics
