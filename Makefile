@@ -54,6 +54,7 @@ bench: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python bench/reward_model.py
 	HF_HUB_OFFLINE=1 $(BIN)/python bench/reward_constitution.py
 	HF_HUB_OFFLINE=1 $(BIN)/python bench/reward_epoch.py
+	HF_HUB_OFFLINE=1 $(BIN)/python bench/sft_packing.py
 
 # TRL only ever lives in its own venv (the `bench` extra), never in .venv: trainguard does not depend on it.
 BENCH_VENV  := .venv-bench
@@ -68,6 +69,7 @@ $(BENCH_STAMP): pyproject.toml
 
 bench-trl: $(BENCH_STAMP)
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 OMP_NUM_THREADS=2 $(BENCH_VENV)/bin/python bench/grpo_vs_trl.py
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 OMP_NUM_THREADS=1 $(BENCH_VENV)/bin/python bench/engine_overhead.py --steps 100
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench

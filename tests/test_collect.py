@@ -68,7 +68,7 @@ def test_duplicates_and_rows_without_a_reference_are_counted(tmp_path):
     report = collect([unsolved], 3, tmp_path / "none.jsonl")
     assert report.written == 0 and report.bad == {"no reference answer": 3 * 10}
     result = runner.invoke(app, ["data", "collect", "--tasks", "sat,nope", "--n", "3", "--out", str(out)])
-    assert result.exit_code == 2 and "allowed: abd, ded" in result.output
+    assert result.exit_code == 2 and "allowed: abd, bash_command, chain_of_thought, ded," in result.output
 
 
 def test_a_run_trains_on_collected_data(make_config, tmp_path):

@@ -106,12 +106,15 @@ def tasks_baseline(
         rng = random.Random(0)
         passed: dict[str, Counter] = {}
         sizes: Counter = Counter()
+        asked: list[tuple[str, str, Any, str]] = []  # (strategy, group, instance, answer), scored in one batch
         for id in range(n):
             inst = built.instance(id)
             group = str(inst.meta.get("family") or inst.meta.get("difficulty") or "all")
             sizes[group] += 1
-            for strategy, answer in built.baselines(inst, rng).items():
-                passed.setdefault(strategy, Counter())[group] += int(built.score(inst, answer).value == 1.0)
+            asked += [(strategy, group, inst, answer) for strategy, answer in built.baselines(inst, rng).items()]
+        scores = built.score_many([a[2] for a in asked], [a[3] for a in asked])
+        for (strategy, group, _, _), score in zip(asked, scores, strict=True):
+            passed.setdefault(strategy, Counter())[group] += int(score.value == 1.0)
         if not passed:
             raise ConfigError(f"task {task!r} defines no trivial baselines")
     except TrainguardError as err:

@@ -136,9 +136,15 @@ class ConstraintsPlugin(StepPlugin):
             if isinstance(measure, ParamL1Constraint):
                 terms[f"constraint_{name}"] = lams[name] * measure.surrogate(self.ctx.model) * units
             elif isinstance(measure, FormatConstraint) and self.byte_level and "logits" in out.extras:
+                if getattr(batch, "position_ids", None) is not None:
+                    raise ConfigError(
+                        f"constraint {name!r}: the format surrogate reads one example per row, but the stage's "
+                        "source packs several; set source.packing: false"
+                    )
                 # the mass on bytes that break the format (the NLL of the completion is the SFT loss already)
                 mask = batch.completion_mask & (batch.input_ids < 256)  # the completion's bytes, not its EOS
-                surrogate = measure.bad_mass(out.extras["logits"], batch.input_ids, mask)
+                start = out.extras.get("logits_start", 0)  # SFT's logits begin at its earliest target's predictor
+                surrogate = measure.bad_mass(out.extras["logits"], batch.input_ids[:, start:], mask[:, start:])
                 terms[f"constraint_{name}"] = lams[name] * surrogate * units
         return terms
 

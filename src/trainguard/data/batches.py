@@ -1,4 +1,4 @@
-"""Tokenised examples and right-padded batches with completion masks."""
+"""Tokenised examples and right-padded batches with completion masks (packed rows: data/packing.py)."""
 
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -34,6 +34,12 @@ class TokenBatch:
     # reports per-task losses) and its index among that task's examples (hard-example bookkeeping). Host-side.
     tasks: tuple[str, ...] | None = None
     example_ids: tuple[int, ...] | None = None
+    # Packed rows only (data/packing.py): each token's position within its own example (B, T), restarting at 0
+    # where an example starts; the model keeps attention within an example, and a position 0 is never a target.
+    position_ids: torch.Tensor | None = None
+    # The earliest target position of the completion mask over all rows (first_target), read from the host mask
+    # when the batch moves to a device, so the objective can skip the LM head before it without a device sync.
+    target_start: int | None = None
 
     @property
     def n_tokens(self) -> int:
@@ -43,7 +49,17 @@ class TokenBatch:
         ids, tokens, completion = (
             t.to(device, non_blocking=True) for t in (self.input_ids, self.token_mask, self.completion_mask)
         )
-        return TokenBatch(ids, tokens, completion, self.tasks, self.example_ids)
+        positions = None if self.position_ids is None else self.position_ids.to(device, non_blocking=True)
+        on_host = self.completion_mask.device.type == "cpu"
+        start = first_target(self.completion_mask) if on_host else self.target_start
+        return TokenBatch(ids, tokens, completion, self.tasks, self.example_ids, positions, start)
+
+
+def first_target(mask: torch.Tensor) -> int:
+    """The earliest position t >= 1 that any row of `mask` (B, T) marks, i.e. the first token some row predicts
+    (from position t - 1); T when no row marks any. Syncs when `mask` is on an accelerator."""
+    marked = mask[:, 1:].any(0).nonzero()  # (n, 1)
+    return int(marked[0, 0]) + 1 if len(marked) else mask.shape[1]
 
 
 def special_prefix(tokenizer: Any) -> list[int]:

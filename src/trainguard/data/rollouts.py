@@ -110,7 +110,7 @@ class HeldOut:
         for start in range(0, len(self.instances), self.batch_size):
             chunk = self.instances[start : start + self.batch_size]
             texts = generate_text(model, tokenizer, [i.prompt for i in chunk], self.max_new_tokens)
-            values = [float(self.task.score(i, t).value) for i, t in zip(chunk, texts, strict=True)]
+            values = [float(s.value) for s in self.task.score_many(chunk, texts)]
             out += [(v, v >= 1.0) for v in values]
         return out
 

@@ -27,6 +27,7 @@ from trainguard.data.batches import (
     tokenize_record,
 )
 from trainguard.data.config import DataSection
+from trainguard.data.packing import pack
 from trainguard.data.records import RecordSet
 from trainguard.engine.state import Knobs
 from trainguard.errors import DataError
@@ -147,11 +148,18 @@ def tokenize_all(records: list[dict[str, Any]], tokenizer: Any, max_length: int)
 
 class RecordSourceConfig(SourceConfig):
     name: Literal["records"] = "records"
+    packing: bool = Field(
+        False,
+        description="Pack each micro-batch's examples end to end into rows of up to tokenizer.max_length tokens, "
+        "positions restarting per example and attention kept within it: less padding, the same examples per step "
+        "and the same loss per example. Held-out batches are not packed.",
+    )
 
 
 @SOURCES.register("records")
 class RecordSource(Source):
-    """{prompt, completion} records as right-padded token batches, reshuffled at each epoch boundary."""
+    """{prompt, completion} records as right-padded token batches, reshuffled at each epoch boundary; with
+    `pack_to`, each batch's examples packed into rows of up to that many tokens (data/packing.py)."""
 
     Config = RecordSourceConfig
 
@@ -162,11 +170,13 @@ class RecordSource(Source):
         seed: int,
         pad_id: int,
         eval_examples: list[TokenizedExample] | None = None,
+        pack_to: int | None = None,
     ) -> None:
         if not examples:
             raise DataError("no training records left after the train/eval split")
         self.examples, self.eval_examples = examples, eval_examples or []
         self.batch_size, self.seed, self.pad_id = batch_size, seed, pad_id
+        self.pack_to = pack_to  # row length when packing; None: one example per row
         self.cursor = 0  # samples served so far
         self.truncated = self.dropped = self.unrenderable = self.max_length = 0
         self._perm_epoch = -1
@@ -186,7 +196,8 @@ class RecordSource(Source):
                 f"every training record's completion is longer than tokenizer.max_length={ctx.max_length} "
                 f"allows ({train.dropped} rows); raise tokenizer.max_length"
             )
-        source = cls(train.examples, ctx.batch_size, ctx.seed, ctx.tokenizer.pad_token_id, held.examples)
+        pack_to = ctx.max_length if isinstance(config, RecordSourceConfig) and config.packing else None
+        source = cls(train.examples, ctx.batch_size, ctx.seed, ctx.tokenizer.pad_token_id, held.examples, pack_to)
         source.truncated, source.dropped = train.truncated + held.truncated, train.dropped + held.dropped
         source.unrenderable = train.unrenderable + held.unrenderable
         source.max_length = ctx.max_length
@@ -224,7 +235,7 @@ class RecordSource(Source):
     def next_batch(self, policy: nn.Module | None = None) -> TokenBatch:
         picked = [self.examples[self.sample_index(i)] for i in range(self.cursor, self.cursor + self.batch_size)]
         self.cursor += self.batch_size
-        return collate(picked, self.pad_id)
+        return collate(picked, self.pad_id) if self.pack_to is None else pack(picked, self.pad_id, self.pack_to)
 
     def eval_data(self) -> list[TokenBatch]:
         ex, size = self.eval_examples, self.batch_size

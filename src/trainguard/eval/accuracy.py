@@ -133,8 +133,7 @@ def task_accuracy(
 ) -> AccuracyResult:
     responses = answer_all(model, tokenizer, [i.prompt for i in instances], max_new_tokens, batch_size, chat)
     correct, examples = 0, []
-    for inst, response in zip(instances, responses, strict=True):
-        score = task.score(inst, response)
+    for inst, response, score in zip(instances, responses, task.score_many(instances, responses), strict=True):
         correct += score.value == 1.0
         if len(examples) < keep_examples:
             examples.append({"prompt": inst.prompt, "response": response, "score": score.value})

@@ -93,7 +93,7 @@ class Check:
 
     def score(self, prompts: list[str], texts: list[str]) -> CheckResult:
         """Values for answers already generated (one per held-out instance, in order)."""
-        scores = [self.task.score(inst, text).value for inst, text in zip(self.instances, texts, strict=True)]
+        scores = [s.value for s in self.task.score_many(self.instances, texts)]
         if self.measure is None:
             values = scores
         else:

@@ -83,7 +83,7 @@ def evaluate(
     env_temperature: float | None = ENV_TEMPERATURE,
 ) -> dict[str, Any]:
     """{"tasks": {name: summarise(scores)}, "aggregate": ...} over `n` held-out instances per task, answered
-    greedily and scored by the task's verifier (`task.score(instance, response).value`). Rows
+    greedily and scored by the task's verifier (`task.score_many(instances, responses)`). Rows
     {task, id, prompt, response, score} are appended to `samples` when given; `progress(done, total)` is
     called before the first batch and after each.
 
@@ -114,7 +114,7 @@ def evaluate(
 
                 prompts = [i.prompt for i in pool]
                 responses = answer_all(model, tokenizer, prompts, max_new_tokens, batch_size, chat, answered)
-                results = [task.score(inst, response) for inst, response in zip(pool, responses, strict=True)]
+                results = task.score_many(pool, responses)
                 scores = [float(r.value) for r in results]
                 if samples is not None:
                     samples += [

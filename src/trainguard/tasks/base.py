@@ -2,6 +2,7 @@
 
 import random
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -45,6 +46,11 @@ class Task(ABC):
 
     @abstractmethod
     def score(self, instance: Instance, response: str) -> Score: ...
+
+    def score_many(self, instances: Sequence[Instance], responses: Sequence[str]) -> list[Score]:
+        """Score many answers in one call: a task that runs programs overrides it to send them through the
+        sandbox as one batch; everything that scores a set of answers calls this."""
+        return [self.score(inst, response) for inst, response in zip(instances, responses, strict=True)]
 
     def wrong_completion(self, instance: Instance, rng: random.Random) -> str:
         """A plausible answer that should score 0, for the rejected side of preference pairs (caller verifies)."""
