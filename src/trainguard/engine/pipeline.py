@@ -28,6 +28,7 @@ from trainguard.guard.faults import FaultInjector
 from trainguard.guard.generation import GenerationChecks
 from trainguard.guard.guard import Guard, GuardSection
 from trainguard.guard.report import write_guard_report
+from trainguard.models.bdh import is_bdh
 from trainguard.models.loading import export_model, load_tokenizer
 from trainguard.rundir import RunDir
 from trainguard.tasks import build_task
@@ -295,9 +296,10 @@ class Pipeline:
         self.console.print(line, highlight=False)
         self.event("stage_info", line, stage=stage.name, parameters=total, trainable=trainable)
         guard = pieces.guard
-        if guard is not None and guard.activations.config.enabled and not guard.activations.watched(pieces.model):
+        activations = guard.activations if guard is not None and guard.activations.config.enabled else None
+        if activations is not None and not activations.watched(pieces.model) and not is_bdh(pieces.model):
             message = (
-                f"guard.activations.modules {guard.activations.config.modules} match no module of this model: "
+                f"guard.activations.modules {activations.config.modules} match no module of this model: "
                 "activation checks are off (name its MLP activation there)"
             )
             self.console.print(f"[yellow]warning:[/] {escape(message)}")

@@ -21,6 +21,7 @@ from trainguard.engine.state import Knobs
 from trainguard.engine.watch import StageWatch
 from trainguard.guard.guard import Guard
 from trainguard.models.loading import DTYPES, build_model, is_lora
+from trainguard.models.spiking import implied_plugins
 from trainguard.objectives import OBJECTIVES, STEP_PLUGINS, ObjectiveContext
 from trainguard.rundir import RunDir
 
@@ -149,6 +150,7 @@ class StageBuilder:
         ctx = ObjectiveContext(model, self.tokenizer, self.accelerator.device, dict(companions), knobs, costs)
         objective = OBJECTIVES.get(stage.objective.name)(stage.objective, ctx)
         plugins = [STEP_PLUGINS.get(p.name)(p, ctx) for p in stage.plugins]
+        plugins += implied_plugins(ctx, self.cfg.model.spiking, [p.name for p in stage.plugins])  # bdh models
         heads = objective.trainable_modules()
         optimizer = build_optimizer({"model": model, **heads}, stage.optimizer, objective.param_group_defaults())
         model, *prepared, optimizer = self.accelerator.prepare(model, *heads.values(), optimizer)

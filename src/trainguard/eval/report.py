@@ -117,7 +117,7 @@ def skills_table(points: Sequence[Mapping[str, Any]]) -> Table:
         table.add_column(escape(str(point["when"])), justify="right", no_wrap=True)
     tasks = list(dict.fromkeys(task for point in points for task in point["tasks"]))
     for task in tasks:
-        keys = list(dict.fromkeys(k for point in points for k in point["tasks"].get(task, {})))
+        keys = list(dict.fromkeys(["mean", *(k for point in points for k in point["tasks"].get(task, {}))]))
         for key in keys:
             cells = [point["tasks"].get(task, {}).get(key) for point in points]
             label, style = (escape(task), None) if key == "mean" else (f"  {escape(key)}", "dim")

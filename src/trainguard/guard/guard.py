@@ -5,7 +5,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 
 from trainguard.errors import ConfigError
-from trainguard.guard import constraint_detectors, rl_detectors  # noqa: F401  (register their detectors)
+from trainguard.guard import constraint_detectors, rl_detectors, spikes  # noqa: F401  (register their detectors)
 from trainguard.guard.actions import ACTIONS
 from trainguard.guard.activations import ActivationConfig, ActivationMonitor
 from trainguard.guard.alerts import Alert, at_least

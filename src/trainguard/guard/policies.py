@@ -38,6 +38,9 @@ DEFAULT_POLICIES: dict[str, str] = {
     "objective_misalignment": "none",
     "behaviour_drift": "none",
     "forgetting": "none",
+    # Spiking models (guard/spikes.py): advice on the sparsity weight and tau_mem; a NaN they cause is `nonfinite`.
+    "spike_rate": "none",
+    "membrane_overshoot": "none",
 }
 
 #: The strongest action an info alert may ask for: a knob turn (undiversify on recovery), never a skip,

@@ -13,9 +13,10 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 
 from trainguard.atomic import fsync_dir, replace_dir
 from trainguard.errors import ConfigError, ExportError
-from trainguard.models.config import LoraSection, ModelSection, TokenizerSection
+from trainguard.models.bdh import MODEL_TYPE as BDH_MODEL_TYPE  # importing it registers bdh with the Auto classes
+from trainguard.models.config import LoraSection, ModelSection, TokenizerSection, folder_model_type
 from trainguard.models.heads import save_heads
-from trainguard.models.presets import preset_config
+from trainguard.models.presets import is_bdh_preset, preset_config
 from trainguard.models.tokenizer import byte_tokenizer
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -43,24 +44,29 @@ def build_model(
     lora: LoraSection | str | None = INHERIT,
 ) -> nn.Module:
     """A preset with seeded random init, or the causal LM at `path` (a stage's export, a folder) or
-    `model_cfg.path`; wrapped with LoRA adapters when `lora` (default: the model's) says so."""
+    `model_cfg.path`; wrapped with LoRA adapters when `lora` (default: the model's) says so. A bdh model's
+    neurons come from `model_cfg.spiking` when set (for a folder: they replace the saved ones)."""
     lora = model_cfg.lora if lora == INHERIT else lora
     dtype = DTYPES[model_cfg.dtype]
     source = path or model_cfg.path
+    neurons = model_cfg.spiking.neurons() if model_cfg.spiking is not None else {}
     if source is None:
+        preset = model_cfg.preset or "tiny"
         cfg = preset_config(
-            model_cfg.preset or "tiny",
+            preset,
             vocab_size=len(tokenizer),
             max_positions=max_positions,
             bos=tokenizer.bos_token_id,
             eos=tokenizer.eos_token_id,
             pad=tokenizer.pad_token_id,
+            **(neurons if is_bdh_preset(preset) else {}),
         )
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             model: nn.Module = AutoModelForCausalLM.from_config(cfg, dtype=dtype)
     else:
-        model = AutoModelForCausalLM.from_pretrained(source, local_files_only=True, dtype=dtype)
+        changes = neurons if folder_model_type(str(source)) == BDH_MODEL_TYPE else {}
+        model = AutoModelForCausalLM.from_pretrained(source, local_files_only=True, dtype=dtype, **changes)
     if isinstance(lora, LoraSection):
         model = add_lora(model, lora)
     return model
