@@ -6,7 +6,7 @@ BIN     := $(VENV)/bin
 TORCH   ?= torch==2.13.0
 STAMP   := $(VENV)/.installed
 
-.PHONY: demo quickstart curriculum builderbrain test test-fast bench bench-trl lint clean docs sandbox
+.PHONY: demo quickstart curriculum builderbrain dragon test test-fast bench bench-trl lint clean docs sandbox
 
 # bubblewrap isolates model-written programs; without it the sandbox falls back to resource limits and says so.
 sandbox:
@@ -39,6 +39,9 @@ curriculum: $(STAMP)
 
 builderbrain: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/trainguard run examples/builderbrain.yaml --overwrite
+
+dragon: $(STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/trainguard run examples/dragon.yaml --overwrite
 
 test: $(STAMP) sandbox
 	$(BIN)/ruff check src tests bench
