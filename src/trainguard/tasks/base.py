@@ -2,7 +2,7 @@
 
 import random
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -64,6 +64,14 @@ class Task(ABC):
         """An SFT record whose completion is the reference answer."""
         inst = self.instance(id)
         return {"id": f"{self.name}-{id}", "task": self.name, "prompt": inst.prompt, "completion": inst.reference}
+
+
+def known_kinds(value: list[str] | None, kinds: Iterable[str]) -> list[str] | None:
+    """A task config's `kinds` (None: all), each one of `kinds`: the validator the kind-drawing tasks share."""
+    unknown = sorted(set(value or ()) - set(kinds))
+    if unknown or value == []:
+        raise ValueError(f"unknown kinds {unknown}; allowed: {', '.join(kinds)}")
+    return value
 
 
 TASKS: Registry[type[Task]] = Registry("task")

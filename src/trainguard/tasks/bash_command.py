@@ -17,7 +17,7 @@ from pydantic import Field, field_validator
 from trainguard.errors import ConfigError
 from trainguard.sandbox import ExecResult, SandboxPool, shared_pool
 from trainguard.tasks.answers import strip_thinking
-from trainguard.tasks.base import TASKS, Instance, Score, Task, TaskConfig
+from trainguard.tasks.base import TASKS, Instance, Score, Task, TaskConfig, known_kinds
 from trainguard.tasks.bash_programs import InvalidCommand, check_command
 
 FENCE = re.compile(r"```([\w+-]*)[ \t]*\n(.*?)```", re.DOTALL)
@@ -78,10 +78,7 @@ class BashCommandConfig(TaskConfig):
     @field_validator("kinds")
     @classmethod
     def _known(cls, value: list[str] | None) -> list[str] | None:
-        unknown = sorted(set(value or ()) - set(KINDS))
-        if unknown or value == []:
-            raise ValueError(f"unknown kinds {unknown}; allowed: {', '.join(KINDS)}")
-        return value
+        return known_kinds(value, KINDS)
 
 
 Tree = dict[str, str]  # path -> content, in creation order

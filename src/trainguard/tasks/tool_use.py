@@ -19,7 +19,7 @@ from pydantic import Field, ValidationInfo, field_validator
 from trainguard.sandbox import ExecResult, SandboxPool, shared_pool
 from trainguard.tasks import tool_calls
 from trainguard.tasks.answers import strip_thinking
-from trainguard.tasks.base import TASKS, Instance, Score, Task, TaskConfig
+from trainguard.tasks.base import TASKS, Instance, Score, Task, TaskConfig, known_kinds
 
 SOURCE = Path(tool_calls.__file__).read_text() + "\nmain()\n"
 FENCE = re.compile(r"```[\w-]*[ \t]*\n(.*?)```", re.DOTALL)
@@ -66,10 +66,7 @@ class ToolUseConfig(TaskConfig):
     @field_validator("kinds")
     @classmethod
     def _known(cls, value: list[str] | None) -> list[str] | None:
-        unknown = sorted(set(value or ()) - set(KINDS))
-        if unknown or value == []:
-            raise ValueError(f"unknown kinds {unknown}; allowed: {', '.join(KINDS)}")
-        return value
+        return known_kinds(value, KINDS)
 
 
 # Each kind: the sources its formula combines ("k" a key, "f" a file, "kf" a key read from a file, "fk" a file
