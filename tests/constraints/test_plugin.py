@@ -12,6 +12,7 @@ from trainguard import api
 from trainguard.constraints.plugin import ConstraintsConfig, ConstraintsPlugin
 from trainguard.data.batches import TokenBatch
 from trainguard.data.rollouts import RolloutBatch
+from trainguard.errors import ConfigError
 from trainguard.models.tokenizer import byte_tokenizer
 from trainguard.objectives.base import LossOutput, ObjectiveContext
 from trainguard.rl.advantages import lagrangian_rewards
@@ -71,6 +72,21 @@ def test_an_sft_constraint_adds_a_surrogate_whose_gradient_reaches_the_logits():
     term.backward()
     assert logits.grad is not None and logits.grad.abs().sum() > 0
 
+
+
+def test_an_sft_format_constraint_refuses_a_packed_batch():
+    p = plugin()
+    p.dual.controllers["fmt"].lam = 2.0
+    ids = torch.tensor([[257, 97, 258, 257, 98, 258]])  # two examples packed in one row
+    batch = TokenBatch(
+        input_ids=ids,
+        token_mask=torch.ones_like(ids, dtype=torch.bool),
+        completion_mask=torch.tensor([[False, True, True, False, True, True]]),
+        position_ids=torch.tensor([[0, 1, 2, 0, 1, 2]]),
+    )
+    out = LossOutput({"task": torch.zeros(())}, extras={"logits": torch.zeros(1, 6, 259), "units": 4})
+    with pytest.raises(ConfigError, match=r"set source\.packing: false"):
+        p.terms(batch, out)
 
 def test_bad_configs_name_the_field():
     with pytest.raises(ValidationError, match="unknown constraint 'fmat'"):
