@@ -66,7 +66,10 @@ def test_bad_values_name_the_field_and_allowed_values(make_config, tmp_path):
 
 def test_unknown_task_lists_registered_tasks(make_config):
     code, out = check(make_config(data={"sources": [{"task": "sat9", "n": 3}]}))
-    allowed = "abd, ded, grammar, plan, reverse, safety, sat, sort, structured"
+    allowed = (
+        "abd, bash_command, chain_of_thought, ded, function_call, grammar, plan, reverse, safety, sat, sort, "
+        "structured, text_completion, tool_use"
+    )
     assert code == 2 and f"unknown task 'sat9'; allowed: {allowed}" in out
 
 

@@ -17,7 +17,8 @@ def test_final_generates_through_plain_transformers_as_well_as_trainguard_measur
     cfg = tiny_config(tmp_path / "runs")
     cfg["tokenizer"] = {"max_length": 32}
     cfg["data"] = {"sources": [{"task": "reverse", "n": 4000, "params": {"min_len": 3, "max_len": 5}}]}
-    cfg["stages"][0] |= {"max_steps": 300, "batch_size": 32, "eval_every": 300, "save_every": 300}
+    # 500 steps: at 300, held-out accuracy still depends on when a seed's loss drops (0.07-0.61 over seeds 0-2)
+    cfg["stages"][0] |= {"max_steps": 500, "batch_size": 32, "eval_every": 500, "save_every": 500}
     cfg["stages"][0]["schedule"] = {"warmup_steps": 20}
     cfg["eval"] = {"task": "reverse", "n": 100, "max_new_tokens": 8}
     result = CliRunner().invoke(app, ["run", str(write_config(tmp_path / "run.yaml", cfg))])
