@@ -24,6 +24,12 @@ class RunSection(Section):
     mixed_precision: Literal["auto", "no", "bf16", "fp16"] = Field(
         "auto", description="Autocast precision; auto = bf16 on a GPU that supports it, else none (CPU)."
     )
+    peak_tflops: float | None = Field(
+        None,
+        gt=0,
+        description="Peak TFLOP/s of one device, for perf/mfu; default: the table in engine/flops.py for H100, H200, "
+        "A100, L40S and L4 GPUs at the training dtype; none on a CPU (no perf/mfu unless set).",
+    )
 
 
 class ScorecardSection(Section):

@@ -15,6 +15,7 @@ from accelerate.utils import DistributedType
 from torch import nn
 
 from trainguard.data.batches import TokenBatch
+from trainguard.engine.flops import flops_per_token, matmul_params
 from trainguard.engine.optim import set_group_lrs
 from trainguard.engine.outcome import GuardStop, StageResult
 from trainguard.engine.pieces import RunServices, StagePieces
@@ -44,6 +45,7 @@ class Engine(Recovery, Reviews):
         self.modules: dict[str, nn.Module] = {"model": p.model, **p.heads}
         self.params = [q for m in self.modules.values() for q in m.parameters() if q.requires_grad]
         self.policy = self.accelerator.unwrap_model(p.model)
+        self.matmul_params = matmul_params(self.policy)  # for perf/mfu
         self.eval_data = p.source.eval_data()
         self.result = StageResult(p.stage.name, 0)
         s.checkpointer.keep = p.stage.save_total_limit
@@ -151,6 +153,10 @@ class Engine(Recovery, Reviews):
         n_tokens = sum(getattr(mb, "n_tokens", 0) for mb in micro)
         self.state.tokens_seen += n_tokens
         metrics |= {"perf/tokens_per_s": n_tokens / dt, "perf/step_time_s": dt, "data/epoch": self.source.epoch}
+        if self.services.peak_flops is not None:
+            rows = sum(mb.input_ids.shape[0] for mb in micro if hasattr(mb, "input_ids")) or 1
+            per_token = flops_per_token(self.policy.config, self.matmul_params, n_tokens / rows)
+            metrics["perf/mfu"] = n_tokens / dt * per_token / self.services.peak_flops
         return metrics, alerts, decision
 
     def backward(self, update: list[Any], step: int, acc: StepTensors) -> None:

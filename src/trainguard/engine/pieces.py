@@ -48,3 +48,4 @@ class RunServices:
     world: WorldMemory = field(default_factory=WorldMemory)
     faults: FaultInjector | None = None
     checkpoint_meta: dict[str, Any] = field(default_factory=dict)
+    peak_flops: float | None = None  # FLOP/s of one device at the training dtype (engine/flops.py); None: no MFU

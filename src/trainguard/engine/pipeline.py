@@ -15,6 +15,7 @@ from trainguard.config import RunConfig, RunSection, StageSection
 from trainguard.data.mix import MixSourceConfig
 from trainguard.data.records import RecordSet, load_records
 from trainguard.engine.checkpoint import Checkpoint, Checkpointer
+from trainguard.engine.flops import peak_flops
 from trainguard.engine.loop import Engine
 from trainguard.engine.outcome import GuardStop, Hooks, StageResult
 from trainguard.engine.pieces import RunServices
@@ -253,6 +254,7 @@ class Pipeline:
             world=self.world,
             faults=self.faults,
             checkpoint_meta={"config": self.cfg.model_dump(mode="json")},
+            peak_flops=self.device_peak(policy),
         )
         engine = Engine(pieces, services)
         self.record_companions(stage, companions)
@@ -282,6 +284,12 @@ class Pipeline:
             self.review.skills(stage.name, policy)
         self.final_model = policy
         return stage_result
+
+    def device_peak(self, policy: torch.nn.Module) -> float | None:
+        """The device's peak at the dtype the step computes in (autocast's, else the weights')."""
+        autocast = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(str(self.accelerator.mixed_precision))
+        dtype = autocast or next(policy.parameters()).dtype
+        return peak_flops(self.accelerator.device, dtype, self.cfg.run.peak_tflops)
 
     def announce(self, index: int, pieces: Any) -> None:
         """One line on what the stage trains (parameters, trainable share, data, steps), and a warning when
