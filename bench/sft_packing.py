@@ -11,7 +11,6 @@ import argparse
 import copy
 import json
 import os
-import platform
 import statistics
 import time
 from pathlib import Path
@@ -19,6 +18,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from engine_overhead import cpu_name  # a sibling script: bench/ is on the path when run as one
 from trainguard.config import ModelSection, OptimizerSection
 from trainguard.data.batches import TokenBatch, TokenizedExample, collate
 from trainguard.data.packing import example_spans, pack
@@ -31,16 +31,6 @@ from trainguard.objectives.sft import SFTConfig, SFTObjective
 from trainguard.tasks import build_task
 
 LR, CLIP = 3e-3, 1.0
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.machine()
 
 
 def mixed_records(n: int, long_share: float) -> list[dict[str, str]]:
