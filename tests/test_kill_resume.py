@@ -57,3 +57,20 @@ def test_sigkill_at_random_points_then_resume_is_exact(tmp_path):
     assert all(torch.equal(want[k], got[k]) for k in want), f"seed {seed}: final weights differ"
     assert comparable(run) == comparable(ref), f"seed {seed}: metrics differ"
     assert not any(p.name.startswith(".") for p in ckpts.iterdir())
+
+
+def test_a_checkpoint_from_another_world_size_is_refused_by_name(tmp_path):
+    import json
+
+    from trainguard import api
+    from trainguard.errors import RunDirError
+
+    cfg = tiny_config(tmp_path / "runs")
+    result = api.run(cfg)
+    latest = sorted((result.path / "checkpoints").glob("step-*"))[-1]
+    manifest = json.loads((latest / "manifest.json").read_text())
+    assert manifest["world_size"] == 1  # what wrote it
+    (latest / "manifest.json").write_text(json.dumps(manifest | {"world_size": 2}))  # as if 2 ranks had
+    longer = ["stages.0.max_steps=16"]  # a finished run resumes only to be extended
+    with pytest.raises(RunDirError, match=r"written by 2 process\(es\) and this run has 1.*--nproc_per_node 2"):
+        api.run(cfg, resume=True, overrides=longer)

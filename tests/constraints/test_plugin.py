@@ -73,7 +73,6 @@ def test_an_sft_constraint_adds_a_surrogate_whose_gradient_reaches_the_logits():
     assert logits.grad is not None and logits.grad.abs().sum() > 0
 
 
-
 def test_an_sft_format_constraint_refuses_a_packed_batch():
     p = plugin()
     p.dual.controllers["fmt"].lam = 2.0
@@ -87,6 +86,7 @@ def test_an_sft_format_constraint_refuses_a_packed_batch():
     out = LossOutput({"task": torch.zeros(())}, extras={"logits": torch.zeros(1, 6, 259), "units": 4})
     with pytest.raises(ConfigError, match=r"set source\.packing: false"):
         p.terms(batch, out)
+
 
 def test_bad_configs_name_the_field():
     with pytest.raises(ValidationError, match="unknown constraint 'fmat'"):

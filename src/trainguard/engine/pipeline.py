@@ -22,6 +22,7 @@ from trainguard.engine.pieces import RunServices
 from trainguard.engine.review import DeploymentRejected, RunReview
 from trainguard.engine.stage import StageBuilder
 from trainguard.engine.state import Knobs, TrainState, WorldMemory, seed_everything
+from trainguard.errors import RunDirError
 from trainguard.eval.accuracy import generate_text, heldout_instances, task_accuracy
 from trainguard.guard.alerts import Alert, at_least
 from trainguard.guard.data_checks import DataChecks
@@ -158,6 +159,12 @@ class Pipeline:
             self.run.event("checkpoint", msg, severity="warning")
 
         latest = self.checkpointer.latest(warn=warn)
+        if latest is not None and (saved := latest.manifest.get("world_size", 1)) != self.accelerator.num_processes:
+            raise RunDirError(
+                f"{latest.path.name} was written by {saved} process(es) and this run has "
+                f"{self.accelerator.num_processes}: each rank's data shard and RNG state are per process, so resume "
+                f"with the same world size (torchrun --nproc_per_node {saved}), or start a new run"
+            )
         assert self.run.store is not None
         dropped = self.run.store.truncate_after(latest.step if latest else 0)
         if latest is not None:
@@ -253,7 +260,7 @@ class Pipeline:
             knobs=knobs,
             world=self.world,
             faults=self.faults,
-            checkpoint_meta={"config": self.cfg.model_dump(mode="json")},
+            checkpoint_meta={"config": self.cfg.model_dump(mode="json"), "world_size": self.accelerator.num_processes},
             peak_flops=self.device_peak(policy),
         )
         engine = Engine(pieces, services)
