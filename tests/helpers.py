@@ -44,6 +44,25 @@ def tiny_config(out_dir: Path, **sections: Any) -> dict[str, Any]:
     return cfg
 
 
+def gpt2_folder(path: Path, n_embd: int = 64) -> Path:
+    """A 2-layer GPT-2 with the byte vocabulary, seeded and saved with its tokenizer: a Hugging Face model folder
+    that is not Llama (Conv1D layers), built offline."""
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from trainguard.models.tokenizer import byte_tokenizer
+
+    tok = byte_tokenizer()
+    config = GPT2Config(
+        vocab_size=len(tok), n_positions=64, n_embd=n_embd, n_layer=2, n_head=2,
+        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    GPT2LMHeadModel(config).save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
 def write_config(path: Path, cfg: dict[str, Any]) -> Path:
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     return path

@@ -1,26 +1,12 @@
 """LoRA on a model whose linear layers are not Llama's: GPT-2 (Conv1D c_attn, c_proj, c_fc) trains with
 the default settings; a list that matches nothing exits 2 and names the model's linear layers."""
 
-from pathlib import Path
-
 from safetensors.torch import load_file
-from transformers import AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel
+from transformers import AutoModelForCausalLM
 from typer.testing import CliRunner
 
-from helpers import tiny_config, write_config
+from helpers import gpt2_folder, tiny_config, write_config
 from trainguard.cli import app
-from trainguard.models.tokenizer import byte_tokenizer
-
-
-def gpt2_folder(path: Path) -> Path:
-    tok = byte_tokenizer()
-    config = GPT2Config(
-        vocab_size=len(tok), n_positions=64, n_embd=64, n_layer=2, n_head=2,
-        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
-    )  # fmt: skip
-    GPT2LMHeadModel(config).save_pretrained(path)
-    tok.save_pretrained(path)
-    return path
 
 
 def test_lora_with_default_targets_trains_a_gpt2_folder(tmp_path):

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 from torch import nn
-from transformers import GPT2Config, GPT2LMHeadModel
 
+from helpers import gpt2_folder
 from trainguard.config import LoraSection
 from trainguard.constraints.library import build_constraint
 from trainguard.data.batches import TokenBatch, TokenizedExample, collate, first_target
@@ -51,14 +51,7 @@ def tiny() -> nn.Module:
 
 
 def gpt2(folder: Path) -> nn.Module:
-    config = GPT2Config(
-        vocab_size=len(TOK), n_positions=64, n_embd=32, n_layer=2, n_head=2,
-        bos_token_id=TOK.bos_token_id, eos_token_id=TOK.eos_token_id, pad_token_id=TOK.pad_token_id,
-    )  # fmt: skip
-    torch.manual_seed(0)
-    GPT2LMHeadModel(config).save_pretrained(folder)
-    TOK.save_pretrained(folder)
-    return build_model(ModelSection(preset=None, path=str(folder)), TOK, 64, seed=0).eval()
+    return build_model(ModelSection(preset=None, path=str(gpt2_folder(folder, n_embd=32))), TOK, 64, seed=0).eval()
 
 
 MODELS = {

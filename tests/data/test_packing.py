@@ -9,8 +9,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import GPT2Config, GPT2LMHeadModel
 
+from helpers import gpt2_folder
 from trainguard.data.batches import TokenBatch, TokenizedExample, collate
 from trainguard.data.packing import example_spans, pack, plan_rows
 from trainguard.data.records import RecordSet
@@ -67,13 +67,7 @@ def reverse_examples(n: int, max_length: int = 64) -> list[TokenizedExample]:
 
 
 def gpt2(folder: Path) -> nn.Module:
-    config = GPT2Config(
-        vocab_size=len(TOK), n_positions=64, n_embd=32, n_layer=2, n_head=2,
-        bos_token_id=TOK.bos_token_id, eos_token_id=TOK.eos_token_id, pad_token_id=TOK.pad_token_id,
-    )  # fmt: skip
-    torch.manual_seed(0)
-    GPT2LMHeadModel(config).save_pretrained(folder)
-    return build_model(ModelSection(preset=None, path=str(folder)), TOK, 64, seed=0)
+    return build_model(ModelSection(preset=None, path=str(gpt2_folder(folder, n_embd=32))), TOK, 64, seed=0)
 
 
 def model_for(name: str, tmp: Path) -> nn.Module:

@@ -8,6 +8,7 @@ once the run is otherwise complete.
 """
 
 import json
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -42,14 +43,19 @@ class RunReview:
     ) -> None:
         self.cfg, self.tokenizer, self.eval_dir, self.train_prompts = cfg, tokenizer, eval_dir, train_prompts
         self.task_params, self.stage_tasks = task_params, stage_tasks
+        self.last: tuple[weakref.ref, tuple[str, ...], dict[str, Any]] | None = None  # (model, tasks, result)
 
     def evaluate(self, model: nn.Module, tasks: list[str]) -> dict[str, Any]:
-        """`trainguard eval`'s numbers for `tasks` on the run's held-out prompts."""
+        """`trainguard eval`'s numbers for `tasks` on the run's held-out prompts. Reviews come after a stage has
+        trained its model (each stage builds its own), so the same model asked the same tasks again (the final
+        table after the last skills point) gets the numbers it already has."""
         from trainguard.eval.runner import evaluate
 
+        if self.last is not None and self.last[0]() is model and self.last[1] == tuple(tasks):
+            return self.last[2]
         ev = self.cfg.eval
         specs = [(t, self.task_params(t)) for t in tasks]
-        return evaluate(
+        result = evaluate(
             model,
             self.tokenizer,
             specs,
@@ -59,6 +65,8 @@ class RunReview:
             chat=self.cfg.data.chat,
             exclude_prompts=self.train_prompts,
         )
+        self.last = (weakref.ref(model), tuple(tasks), result)  # weak: an earlier stage's model is not kept alive
+        return result
 
     # -- forgetting ---------------------------------------------------------------------------------------
     def forgetting(self, index: int, model: nn.Module, step: int) -> list[Alert]:
