@@ -99,10 +99,11 @@ def run(
     the last stage: that extends a finished run, its schedule recomputed over the new length); a guard stop
     raises GuardStop (guard_report.json says why); Ctrl-C or SIGTERM raise Interrupted. `quiet` prints
     nothing: everything is still recorded in the run folder."""
+    from trainguard import ranks
     from trainguard.rundir import RunDir
 
     cfg = load_config(config, overrides)
-    console = _console(quiet)
+    console = _console(quiet or ranks.launched_rank() > 0)  # one process speaks
     with _sigterm_interrupts(), _quiet_transformers(), _torch_settings_restored():
         if resume and (cfg.run_dir / "manifest.json").is_file():
             saved = load_config(cfg.run_dir / "config.yaml")
@@ -116,16 +117,31 @@ def run(
                     "--overwrite to start over)"
                 )
             return _resume(cfg.run_dir, console, extend_to=cfg if extends else None)
-        RunDir.check_new(cfg, overwrite)
-        pipeline = _pipeline(cfg, console)
-        return _execute(pipeline, RunDir.create(cfg, overwrite), resume=False)
+        if ranks.launched_rank() == 0:
+            RunDir.check_new(cfg, overwrite)
+        pipeline = _pipeline(cfg, console)  # with many processes, its Accelerator joins them here
+        return _execute(pipeline, _create(cfg, overwrite), resume=False)
 
 
 def resume(run_dir: PathLike | RunResult, quiet: bool = True) -> RunResult:
     """Continue a run from its newest complete checkpoint, as `trainguard resume` does; a run that is already
     complete is left alone and summarised from its metrics.db."""
+    from trainguard import ranks
+
     with _sigterm_interrupts(), _quiet_transformers(), _torch_settings_restored():
-        return _resume(_folder(run_dir), _console(quiet))
+        return _resume(_folder(run_dir), _console(quiet or ranks.launched_rank() > 0))
+
+
+def _create(cfg: RunConfig, overwrite: bool) -> RunDir:
+    """Rank 0 makes the run folder; each other process, once it exists, its own corner of it."""
+    from trainguard import ranks
+    from trainguard.rundir import RunDir
+
+    run_dir = RunDir.create(cfg, overwrite) if ranks.is_main() else None
+    if run_dir is not None:
+        run_dir.update_manifest(world_size=ranks.world_size())
+    ranks.barrier()
+    return run_dir or RunDir.for_rank(cfg.run_dir, ranks.rank())
 
 
 def _extends(saved: RunConfig, cfg: RunConfig, changed: list[str]) -> bool:
@@ -142,26 +158,30 @@ def _extends(saved: RunConfig, cfg: RunConfig, changed: list[str]) -> bool:
 
 
 def _resume(path: Path, console: Console, extend_to: RunConfig | None = None) -> RunResult:
+    from trainguard import ranks
     from trainguard.atomic import atomic_write_text
     from trainguard.rundir import RunDir
 
-    run_dir = RunDir.reopen(path)
+    rank = ranks.launched_rank()
+    run_dir = RunDir.reopen(path) if rank == 0 else RunDir.for_rank(path, rank)
     try:
         if extend_to is not None:  # under the folder's lock; the folder changes only once the pipeline is built
             pipeline = _pipeline(extend_to, console)
             stage = extend_to.stages[-1].name
-            old, new = load_config(run_dir.config_path).stages[-1].max_steps, extend_to.stages[-1].max_steps
-            atomic_write_text(run_dir.config_path, extend_to.to_yaml())
-            extended = [*run_dir.manifest().get("extended", []), {"stage": stage, "from": old, "to": new}]
-            run_dir.update_manifest(status="running", extended=extended)
+            old, new = load_config(path / "config.yaml").stages[-1].max_steps, extend_to.stages[-1].max_steps
+            ranks.barrier()  # every process read the old config
+            if rank == 0:
+                atomic_write_text(run_dir.config_path, extend_to.to_yaml())
+                extended = [*run_dir.manifest().get("extended", []), {"stage": stage, "from": old, "to": new}]
+                run_dir.update_manifest(status="running", extended=extended)
             run_dir.event("extend", f"stage {stage} extended from {old} to {new} steps")
             console.print(f"extending stage {stage} from {old} to {new} steps")
             return _execute(pipeline, run_dir, resume=True)
-        if run_dir.manifest().get("status") == "completed":
+        if RunDir(path).manifest().get("status") == "completed":
             console.print(f"{run_dir.path} is already complete; nothing to do")
             run_dir.close()
             return _result(run_dir.path, "completed")
-        pipeline = _pipeline(load_config(run_dir.config_path), console)
+        pipeline = _pipeline(load_config(path / "config.yaml"), console)
     except BaseException:
         run_dir.close()
         raise

@@ -37,6 +37,7 @@ class RunDir:
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
+        self.root = self.path  # the run folder (a process > 0 has its own `path` inside it)
         self.config_path = self.path / "config.yaml"
         self.manifest_path = self.path / "manifest.json"
         self.checkpoints = self.path / "checkpoints"
@@ -50,7 +51,7 @@ class RunDir:
 
     def stage_export(self, name: str, last: bool) -> Path:
         """Where a stage leaves its model: final/ for the last stage, exports/<name>/ otherwise."""
-        return self.final if last else self.path / "exports" / name
+        return self.final if last else self.root / "exports" / name
 
     # -- opening ---------------------------------------------------------------------------------------
     @staticmethod
@@ -91,6 +92,21 @@ class RunDir:
         run = cls(path)
         if not run.manifest_path.is_file():
             raise RunDirError(f"{path} is not a run folder (no manifest.json)")
+        run._lock()
+        run._open_store()
+        return run
+
+    @classmethod
+    def for_rank(cls, root: Path, rank: int) -> "RunDir":
+        """Process `rank` > 0 of a many-process run: its own folder ranks/rank-<r>/ (its metrics.db, events
+        and manifest: what it saw, for debugging) inside the run, whose checkpoints and exports, written by
+        rank 0, it shares."""
+        root = Path(root)
+        run = cls(root / "ranks" / f"rank-{rank}")
+        run.root, run.checkpoints, run.final, run.best = root, root / "checkpoints", root / "final", root / "best"
+        run.path.mkdir(parents=True, exist_ok=True)
+        if not run.manifest_path.is_file():
+            atomic_write_json(run.manifest_path, {"rank": rank, "status": "running", "resumes": []})
         run._lock()
         run._open_store()
         return run

@@ -122,6 +122,15 @@ class MixSource(Source):
     index in that group (`example_ids`), so the objective reports per-group losses and the hard pool learns."""
 
     Config = MixSourceConfig
+    shardable = True
+
+    def shard(self, rank: int, world: int) -> None:
+        if world > 1 and self.hard is not None:
+            raise ConfigError(
+                "source.hard learns from every row's loss, and each process sees only its share: remove source.hard "
+                "or run with one process"
+            )
+        super().shard(rank, world)
 
     def __init__(
         self,
@@ -194,7 +203,8 @@ class MixSource(Source):
 
     def next_batch(self, policy: nn.Module | None = None) -> TokenBatch:
         self.absorb()
-        picked = [self.draw(i) for i in range(self.cursor, self.cursor + self.batch_size)]
+        drawn = [self.draw(i) for i in range(self.cursor, self.cursor + self.batch_size)]  # every rank draws all
+        picked = [drawn[i] for i in self.rows(self.batch_size)]
         self.cursor += self.batch_size
         batch = collate([self.groups[name].examples[j] for name, j in picked], self.pad_id)
         return replace(batch, tasks=tuple(n for n, _ in picked), example_ids=tuple(j for _, j in picked))

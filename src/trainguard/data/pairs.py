@@ -137,9 +137,7 @@ class PairSource(RecordSource):
         return notes
 
     def next_batch(self, policy: nn.Module | None = None) -> PairBatch:
-        picked = [self.examples[self.sample_index(i)] for i in range(self.cursor, self.cursor + self.batch_size)]
-        self.cursor += self.batch_size
-        return collate_pairs(picked, self.pad_id, self.principles)
+        return collate_pairs(self.take(), self.pad_id, self.principles)
 
     def eval_data(self) -> list[PairBatch]:
         ex, size = self.eval_examples, self.batch_size

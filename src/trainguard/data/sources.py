@@ -5,7 +5,11 @@ The engine hands `next_batch` the live, unwrapped policy, so a rollout source ca
 rolled-back window through `skip_past`, never by arithmetic the engine does on its cursor.
 
 Record stream: sample i is record perm_e[i mod N] with e = i // N and perm_e a permutation seeded by
-(seed, e), so the order is reproducible from the cursor alone and resume needs nothing else."""
+(seed, e), so the order is reproducible from the cursor alone and resume needs nothing else.
+
+Many processes: `batch_size` is the global micro-batch. Every rank keeps the same cursor and takes its own
+equal slice of each micro-batch (`rows`), so the ranks' shards are disjoint, their union is what one
+process would train on, and a checkpoint's cursor serves every rank."""
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
@@ -72,6 +76,16 @@ def generating(policy: nn.Module) -> Iterator[nn.Module]:
 
 class Source(ABC):
     Config: ClassVar[type[SourceConfig]]
+    shardable: ClassVar[bool] = False  # takes its share of each micro-batch on many processes (`rows`)
+    rank, world = 0, 1
+
+    def shard(self, rank: int, world: int) -> None:
+        """This process's place among `world` (set once, before the first batch)."""
+        self.rank, self.world = rank, world
+
+    def rows(self, n: int) -> range:
+        """This rank's rows of an n-row micro-batch: its equal, contiguous share."""
+        return range(self.rank * n // self.world, (self.rank + 1) * n // self.world)
 
     @classmethod
     @abstractmethod
@@ -162,6 +176,7 @@ class RecordSource(Source):
     `pack_to`, each batch's examples packed into rows of up to that many tokens (data/packing.py)."""
 
     Config = RecordSourceConfig
+    shardable = True
 
     def __init__(
         self,
@@ -232,9 +247,14 @@ class RecordSource(Source):
         n = len(self.examples)
         return self._permutation(i // n)[i % n]
 
-    def next_batch(self, policy: nn.Module | None = None) -> TokenBatch:
-        picked = [self.examples[self.sample_index(i)] for i in range(self.cursor, self.cursor + self.batch_size)]
+    def take(self) -> list[Any]:
+        """This rank's examples of the next micro-batch; the cursor moves past the whole micro-batch."""
+        picked = [self.examples[self.sample_index(self.cursor + i)] for i in self.rows(self.batch_size)]
         self.cursor += self.batch_size
+        return picked
+
+    def next_batch(self, policy: nn.Module | None = None) -> TokenBatch:
+        picked = self.take()
         return collate(picked, self.pad_id) if self.pack_to is None else pack(picked, self.pad_id, self.pack_to)
 
     def eval_data(self) -> list[TokenBatch]:

@@ -1,5 +1,9 @@
 """Atomic, hashed checkpoints: a folder is filled under a temporary name, its manifest (sha256 of every
-file) written last, then renamed into place. Resume takes the newest one whose hashes still match."""
+file) written last, then renamed into place. Resume takes the newest one whose hashes still match.
+
+Many processes: the weights and the shared state are the same on every rank, so rank 0 writes the folder;
+each other rank first leaves its own state (its RNG, its fault memory) in a staging folder, which rank 0
+takes into the checkpoint as `<key>.rank<r>.<ext>` under the same manifest and rename."""
 
 import hashlib
 import io
@@ -17,6 +21,7 @@ from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 from torch import nn
 
+from trainguard import ranks
 from trainguard.atomic import fsync_dir, write_bytes_durably
 from trainguard.errors import CheckpointError
 from trainguard.models.loading import is_lora
@@ -77,6 +82,25 @@ class Checkpoint:
     def json(self, key: str) -> Any:
         return json.loads((self.path / f"{key}.json").read_text())
 
+    def rank_state(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """This process's (JSON, tensor) state: `state.*`, or `state.rank<r>.*` on rank r > 0."""
+        key = rank_key("state", ranks.rank())
+        if not (self.path / f"{key}.json").is_file():
+            raise CheckpointError(f"{self.path.name} holds no state for process {ranks.rank()} ({key}.json)")
+        return self.json(key), self.object(key)
+
+
+def rank_key(key: str, rank: int) -> str:
+    return key if rank == 0 else f"{key}.rank{rank}"
+
+
+def payloads(tensors: dict[str, dict[str, torch.Tensor]], objects: dict[str, Any], jsons: dict[str, Any]) -> dict:
+    """File name -> bytes of a checkpoint's parts."""
+    out = {f"{k}.safetensors": tensors_to_bytes(v) for k, v in tensors.items()}
+    out |= {f"{k}.pt": object_to_bytes(v) for k, v in objects.items()}
+    out |= {f"{k}.json": json.dumps(v, indent=2, sort_keys=True).encode() for k, v in jsons.items()}
+    return out
+
 
 def verify(path: Path) -> list[str]:
     """Problems with a checkpoint folder; empty when it is complete and every hash matches."""
@@ -116,7 +140,7 @@ class Checkpointer:
 
     def remove_partial(self) -> list[str]:
         """Delete folders left by writes that were killed; returns their names."""
-        stale = [p for p in self.root.iterdir() if p.name.startswith(".tmp-") or ".old-" in p.name]
+        stale = [p for p in self.root.iterdir() if p.name.startswith((".tmp-", ".ranks-")) or ".old-" in p.name]
         for p in stale:
             shutil.rmtree(p, ignore_errors=True)
         return [p.name for p in stale]
@@ -132,16 +156,41 @@ class Checkpointer:
         healthy: bool = True,
     ) -> Checkpoint:
         """Write checkpoint `step`; on any I/O error (a full disk) the partial folder is removed and
-        earlier checkpoints are untouched."""
+        earlier checkpoints are untouched. With many processes every rank calls this at the same step: ranks
+        > 0 hand over `objects` and `jsons` (their own state) and wait for rank 0's rename."""
+        name = checkpoint_name(step)
+        staging = self.root / f".ranks-{name}"
+        if ranks.active() and not ranks.is_main():
+            return self._hand_over(step, staging, payloads({}, objects, jsons))
+        ranks.barrier()  # every other rank's state is in `staging`
+        try:
+            own = payloads(tensors, objects, jsons)
+            if staging.is_dir():
+                own |= {p.name: p.read_bytes() for p in sorted(staging.iterdir())}
+            return self._write(step, own, meta, healthy)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+            ranks.barrier()  # the checkpoint is in place (or failed) before any rank goes on
+
+    def _hand_over(self, step: int, staging: Path, own: dict[str, bytes]) -> Checkpoint:
+        staging.mkdir(exist_ok=True)
+        for fname, data in own.items():
+            stem, _, ext = fname.rpartition(".")
+            write_bytes_durably(staging / f"{rank_key(stem, ranks.rank())}.{ext}", data)
+        ranks.barrier()
+        ranks.barrier()
+        path = self.root / checkpoint_name(step)
+        if not (path / MANIFEST).is_file():
+            raise CheckpointError(f"process 0 could not write checkpoint {path.name} (see its error)")
+        return Checkpoint(path, json.loads((path / MANIFEST).read_text()))
+
+    def _write(self, step: int, files_out: dict[str, bytes], meta: dict[str, Any], healthy: bool) -> Checkpoint:
         name = checkpoint_name(step)
         tmp = self.root / f".tmp-{name}-{os.getpid()}"
         files: dict[str, dict[str, Any]] = {}
         try:
             tmp.mkdir()
-            payloads = {f"{k}.safetensors": tensors_to_bytes(v) for k, v in tensors.items()}
-            payloads |= {f"{k}.pt": object_to_bytes(v) for k, v in objects.items()}
-            payloads |= {f"{k}.json": json.dumps(v, indent=2, sort_keys=True).encode() for k, v in jsons.items()}
-            for fname, data in payloads.items():
+            for fname, data in files_out.items():
                 write_bytes_durably(tmp / fname, data)
                 files[fname] = {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
             manifest = {

@@ -14,6 +14,7 @@ import torch
 from accelerate.utils import DistributedType
 from torch import nn
 
+from trainguard import ranks
 from trainguard.data.batches import TokenBatch
 from trainguard.engine.flops import flops_per_token, matmul_params
 from trainguard.engine.optim import set_group_lrs
@@ -126,6 +127,7 @@ class Engine(Recovery, Reviews):
         act_metrics, act_alerts = self.guard.activations.collect(step) if watch else ({}, [])
 
         previous = self._post
+        acc.tokens = sum(getattr(mb, "n_tokens", 0) for mb in micro)
         metrics, norms, post = acc.sync(list(previous[1]) if previous else [])  # the step's one host sync
         if previous is not None:
             alerts += self.read_post(previous[0], post)
@@ -150,19 +152,19 @@ class Engine(Recovery, Reviews):
             self._post = (step, torch.stack([global_norm(after), update_norm(after, before)]))
         metrics["opt/inner_updates"] = acc.updates
         dt = time.perf_counter() - t0
-        n_tokens = sum(getattr(mb, "n_tokens", 0) for mb in micro)
+        n_tokens = acc.tokens  # over every rank
         self.state.tokens_seen += n_tokens
         metrics |= {"perf/tokens_per_s": n_tokens / dt, "perf/step_time_s": dt, "data/epoch": self.source.epoch}
         if self.services.peak_flops is not None:
             rows = sum(mb.input_ids.shape[0] for mb in micro if hasattr(mb, "input_ids")) or 1
-            per_token = flops_per_token(self.policy.config, self.matmul_params, n_tokens / rows)
-            metrics["perf/mfu"] = n_tokens / dt * per_token / self.services.peak_flops
+            per_token = flops_per_token(self.policy.config, self.matmul_params, acc.tokens_here / rows)
+            metrics["perf/mfu"] = acc.tokens_here / dt * per_token / self.services.peak_flops  # this rank's device
         return metrics, alerts, decision
 
     def backward(self, update: list[Any], step: int, acc: StepTensors) -> None:
         """One inner update's forward and backward over its micro-batches, then the clip."""
         weights = [self.objective.weight(mb) for mb in update]  # known before the forward (no sync after it)
-        units = max(sum(weights), 1)  # normaliser over the whole update
+        units = max(ranks.sum_int(sum(weights)), 1)  # normaliser over the whole update, on every rank
         for mb, weight in zip(update, weights, strict=True):
             with self.accelerator.autocast():
                 out = self.objective.loss(self.model, mb.to(self.accelerator.device))
@@ -175,6 +177,7 @@ class Engine(Recovery, Reviews):
                 loss = self.faults.loss(loss, step)
             self.accelerator.backward(loss)
             acc.add_micro(loss, out, units)
+        ranks.sum_grads(self.params)  # every rank's share of the update (no-op with one process)
         if self.faults is not None:
             self.faults.grads(self.params, step)
         grads = [q.grad for q in self.params if q.grad is not None]

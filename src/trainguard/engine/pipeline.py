@@ -10,6 +10,7 @@ from accelerate import Accelerator
 from rich.console import Console
 from rich.markup import escape
 
+from trainguard import ranks
 from trainguard.atomic import atomic_write_json
 from trainguard.config import RunConfig, RunSection, StageSection
 from trainguard.data.mix import MixSourceConfig
@@ -150,7 +151,8 @@ class Pipeline:
 
     # -- resume ----------------------------------------------------------------------------------------
     def find_resume_point(self) -> Checkpoint | None:
-        removed = self.checkpointer.remove_partial()
+        removed = self.checkpointer.remove_partial() if ranks.is_main() else []
+        ranks.barrier()  # no process reads checkpoints/ while rank 0 clears it
         if removed:
             self.console.print(f"[yellow]warning:[/] removed unfinished checkpoint writes: {', '.join(removed)}")
 
@@ -168,7 +170,7 @@ class Pipeline:
         assert self.run.store is not None
         dropped = self.run.store.truncate_after(latest.step if latest else 0)
         if latest is not None:
-            self.state.load_state_dict(latest.json("state")["train"])
+            self.state.load_state_dict(latest.rank_state()[0]["train"])
             self.console.print(f"resuming from {latest.path.name} (stage {latest.manifest['stage']})")
         self.event("resume", f"resumed from {latest.path.name if latest else 'the start'}", dropped_metric_rows=dropped)
         return latest
@@ -179,7 +181,7 @@ class Pipeline:
         result = PipelineResult()
         purge = latest.step + 1 if latest else None
         sinks = [StoreSink(self.run.store)]  # type: ignore[arg-type]
-        if self.cfg.tracking.tensorboard:
+        if self.cfg.tracking.tensorboard and ranks.is_main():
             sinks.append(TensorBoardSink(self.run.tb, purge_step=purge))
         self.sinks = Sinks(sinks)
         try:
@@ -188,12 +190,14 @@ class Pipeline:
                     continue
                 resume_here = latest if latest is not None and latest.manifest["stage_index"] == index else None
                 result.stages.append(self.run_stage(index, stage, resume_here, result))
-            result.accuracy["after"] = self.measure_accuracy("after", self.final_model, force=True)
-            verdict = self.review.deployment(
-                self.final_model, self.run.final, self.state.global_step, self.open_alerts()
-            )
-            table = self.review.final_table(self.final_model)
-            card = self.review.scorecard(self.final_model)
+            verdict = table = card = None
+            if ranks.is_main():  # the end-of-run reviews judge the one final model once
+                result.accuracy["after"] = self.measure_accuracy("after", self.final_model, force=True)
+                verdict = self.review.deployment(
+                    self.final_model, self.run.final, self.state.global_step, self.open_alerts()
+                )
+                table = self.review.final_table(self.final_model)
+                card = self.review.scorecard(self.final_model)
         except GuardStop as stop:
             write_guard_report(self.run, str(stop))
             raise
@@ -240,7 +244,7 @@ class Pipeline:
         knobs = Knobs()  # a new stage starts at its configured LR and clip
         pieces, companions = self.builder.build(index, knobs)
         policy = self.accelerator.unwrap_model(pieces.model)
-        if index == 0:
+        if index == 0 and ranks.is_main():
             result.accuracy["before"] = self.measure_accuracy("before", policy)
             self.review.skills("before", policy)
         pieces.generation = self.generation_checks(pieces.guard, self.cfg.stage_guard(index))
@@ -254,7 +258,9 @@ class Pipeline:
                 event=lambda kind, msg, severity="info", **data: self.event(kind, msg, severity, stage.name, **data),
                 alert=lambda alert: self.record_alert(alert, stage.name),
                 forget_after=self.sinks.forget_after,
-                on_best=lambda: export_model(policy, self.tokenizer, self.run.best, heads=heads),
+                on_best=(lambda: export_model(policy, self.tokenizer, self.run.best, heads=heads))
+                if ranks.is_main()
+                else None,
                 decode=lambda ids: self.tokenizer.batch_decode(ids, skip_special_tokens=True),
             ),
             knobs=knobs,
@@ -281,9 +287,11 @@ class Pipeline:
         with StageProgress(self.console, stage.name, pieces.total_steps, start, enabled, log_every) as progress:
             engine.progress = progress
             stage_result = engine.fit()
-        export_model(policy, self.tokenizer, self.run.stage_export(stage.name, last), heads=heads)
+        if ranks.is_main():
+            export_model(policy, self.tokenizer, self.run.stage_export(stage.name, last), heads=heads)
+        ranks.barrier()  # the next stage starts from this export on every process
         self.event("stage_end", f"stage {stage.name} done at step {self.state.global_step}", stage=stage.name)
-        if stage.objective.name not in ("reward", "cost"):  # those stages train a scorer, not the policy
+        if stage.objective.name not in ("reward", "cost") and ranks.is_main():  # those train a scorer
             if not last:
                 self.measure_accuracy(f"after-{stage.name}", policy)  # the lift each stage adds, once
             for alert in self.review.forgetting(index, policy, self.state.global_step):

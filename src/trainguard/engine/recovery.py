@@ -76,7 +76,7 @@ class Recovery:
         """Restore every stateful piece from `ckpt` (of this stage); a rollback keeps what it must not undo
         (the rollback count, faults already fired, the knobs actions turned)."""
         load_trainables(ckpt, self.unwrapped())
-        missing = self.registry.load(ckpt.json("state"), ckpt.object("state"), rollback=rollback)
+        missing = self.registry.load(*ckpt.rank_state(), rollback=rollback)
         if missing:
             note = f"{ckpt.path.name} has no state for {', '.join(missing)}"
             self.hooks.event("checkpoint", note, severity="warning")

@@ -10,6 +10,7 @@ from typing import Any
 from accelerate import Accelerator
 from torch import nn
 
+from trainguard import ranks
 from trainguard.atomic import atomic_write_text
 from trainguard.config import RunConfig, StageSection
 from trainguard.data.records import RecordSet
@@ -19,6 +20,7 @@ from trainguard.engine.optim import build_optimizer
 from trainguard.engine.pieces import StagePieces
 from trainguard.engine.state import Knobs
 from trainguard.engine.watch import StageWatch
+from trainguard.errors import ConfigError
 from trainguard.guard.guard import Guard
 from trainguard.models.loading import DTYPES, build_model, is_lora
 from trainguard.models.spiking import implied_plugins
@@ -95,7 +97,21 @@ class StageBuilder:
             knobs=knobs,
             objective=stage.objective,
         )
-        return SOURCES.get(stage.source.name).build(stage.source, ctx)
+        source = SOURCES.get(stage.source.name).build(stage.source, ctx)
+        world = ranks.world_size()
+        if world > 1 and not source.shardable:
+            shardable = ", ".join(n for n in SOURCES.names() if SOURCES.get(n).shardable)
+            raise ConfigError(
+                f"stages.{index}.source.name={stage.source.name!r} does not shard over processes yet (sources that "
+                f"do: {shardable}); run this stage with one process"
+            )
+        if stage.batch_size % world:
+            raise ConfigError(
+                f"stages.{index}.batch_size={stage.batch_size} must be a multiple of the {world} processes: each "
+                "takes an equal share of every micro-batch, so the global batch is the same as with one process"
+            )
+        source.shard(ranks.rank(), world)
+        return source
 
     def guard(self, index: int, objective: Any, plugins: list[Any]) -> Guard | None:
         """The stage's guard. Its loss detectors watch `loss/task` when plug-ins add terms (a Lagrangian grows
@@ -152,8 +168,12 @@ class StageBuilder:
         plugins = [STEP_PLUGINS.get(p.name)(p, ctx) for p in stage.plugins]
         plugins += implied_plugins(ctx, self.cfg.model.spiking, [p.name for p in stage.plugins])  # bdh models
         heads = objective.trainable_modules()
+        # Placed, not wrapped: with many processes the engine sums gradients itself (trainguard/ranks.py).
+        for module in (model, *heads.values()):
+            module.to(self.accelerator.device)
         optimizer = build_optimizer({"model": model, **heads}, stage.optimizer, objective.param_group_defaults())
-        model, *prepared, optimizer = self.accelerator.prepare(model, *heads.values(), optimizer)
+        model, *prepared = (self.accelerator.prepare_model(m, evaluation_mode=True) for m in (model, *heads.values()))
+        optimizer = self.accelerator.prepare_optimizer(optimizer)
         source = self.source(index, companions, knobs)
         pieces = StagePieces(
             stage=stage,

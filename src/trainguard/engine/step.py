@@ -7,13 +7,20 @@ loss and terms are means over the inner updates, objective metrics means over mi
 and `grad/max` the worst inner update (what the guard must see). An objective's `extras["ratios"]`
 ({name: (numerator, denominator)}, e.g. SFT's per-task loss sum and target count) are summed over the step's
 micro-batches and divided at the sync: a mean over micro-batches would dilute a value that some lack.
+
+With many processes the sums (loss, terms, metrics, ratios, tokens) are all-reduced in that same sync, so every
+rank logs and judges the global step; gradient statistics are read after the gradients' own all-reduce, so
+they are already global (a fault injected into one rank's gradients stays its own, and `agree` shares the
+action it calls for).
 """
 
 import math
 from dataclasses import dataclass, field
 
 import torch
+import torch.distributed as dist
 
+from trainguard import ranks
 from trainguard.engine.stats import global_norm
 from trainguard.objectives import LossOutput
 
@@ -24,9 +31,11 @@ class StepTensors:
     track_updates: bool = False  # keep each update's outputs apart, for an early stop
     loss: torch.Tensor = field(init=False)
     terms: dict[str, torch.Tensor] = field(default_factory=dict)
-    metrics: dict[str, torch.Tensor] = field(default_factory=dict)
+    metrics: dict[str, tuple[torch.Tensor, int]] = field(default_factory=dict)  # (sum, micro-batches with it)
     ratios: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)  # (numerator, denominator)
     micro_batches: int = 0
+    tokens: int = 0  # this rank's tokens in the step; after `sync`, every rank's
+    tokens_here: int = 0  # this rank's, kept by `sync` (for the device's MFU)
     norms: list[torch.Tensor] = field(default_factory=list)  # pre-clip global norm of each inner update
     maxes: list[torch.Tensor] = field(default_factory=list)
     update_micro: list[LossOutput] = field(default_factory=list)  # the current update's outputs (early stop)
@@ -44,7 +53,8 @@ class StepTensors:
             self.terms[name] = self.terms[name] + value if name in self.terms else value
         for name, value in out.metrics.items():
             value = value.detach().float()
-            self.metrics[name] = self.metrics[name] + value if name in self.metrics else value
+            total, count = self.metrics.get(name, (0.0, 0))
+            self.metrics[name] = (value + total, count + 1)
         for name, (num, den) in out.extras.get("ratios", {}).items():
             num, den = num.detach().float(), den.detach().float()
             if name in self.ratios:
@@ -66,31 +76,35 @@ class StepTensors:
 
     def sync(self, extra: list[torch.Tensor]) -> tuple[dict[str, float], list[float], list[float]]:
         """The step's one host sync: (metrics, each update's grad norm, the `extra` values)."""
-        terms, metrics, ratios = list(self.terms), list(self.metrics), list(self.ratios)
+        sums = {"loss": self.loss, "tokens": torch.tensor(float(self.tokens), device=self.device)}
+        sums |= {f"term:{t}": v for t, v in self.terms.items()}
+        for m, (total, count) in self.metrics.items():
+            sums |= {f"metric:{m}": total, f"count:{m}": torch.tensor(float(count), device=self.device)}
+        for r, (num, den) in self.ratios.items():
+            sums |= {f"ratio:{r}": num, f"den:{r}": den}
+        names = shared_names(sums)
+        zero = torch.zeros((), device=self.device)
+        summed = ranks.sum_(torch.stack([sums.get(n, zero).float() for n in names]))
         gmax = self.maxes[0] if len(self.maxes) == 1 else torch.stack(self.maxes).max()
-        stacked = [
-            self.loss,
-            gmax.float(),
-            *(n.float() for n in self.norms),
-            *(self.terms[t] for t in terms),
-            *(self.metrics[m] for m in metrics),
-            *(v for r in ratios for v in self.ratios[r]),
-            *extra,
-        ]
-        values = torch.stack(stacked).tolist()
+        local = [gmax.float(), *(n.float() for n in self.norms), *extra]
+        values = torch.cat([summed, torch.stack(local).to(summed.device)]).tolist()
+        got = dict(zip(names, values, strict=False))
         n = self.updates
-        norms = values[2 : 2 + n]
-        rest = values[2 + n :]
+        norms, rest = values[len(names) + 1 : len(names) + 1 + n], values[len(names) + 1 + n :]
         out = {
-            "loss/train": values[0] / n,
+            "loss/train": got["loss"] / n,
             "grad/norm": max(norms, key=lambda v: v if math.isfinite(v) else math.inf),
-            "grad/max": values[1],
+            "grad/max": values[len(names)],
         }
-        out |= {f"loss/{t}": v / n for t, v in zip(terms, rest, strict=False)}
-        rest = rest[len(terms) :]
-        out |= {m: v / self.micro_batches for m, v in zip(metrics, rest, strict=False)}
-        pairs, rest = rest[len(metrics) : len(metrics) + 2 * len(ratios)], rest[len(metrics) + 2 * len(ratios) :]
-        out |= {r: n / d for r, n, d in zip(ratios, pairs[0::2], pairs[1::2], strict=True) if d > 0}
+        for name, value in got.items():
+            kind, _, key = name.partition(":")
+            if kind == "term":
+                out[f"loss/{key}"] = value / n
+            elif kind == "metric" and got[f"count:{key}"] > 0:
+                out[key] = value / got[f"count:{key}"]
+            elif kind == "ratio" and got[f"den:{key}"] > 0:
+                out[key] = value / got[f"den:{key}"]
+        self.tokens_here, self.tokens = self.tokens, int(got["tokens"])
         return out, norms, rest
 
     def last_metric(self, key: str) -> float:
@@ -103,3 +117,12 @@ class StepTensors:
         if key.startswith("loss/") and name in micro[0].terms:
             return float(sum(out.terms[name] for out in micro))
         return float(sum(out.metrics[key].float() for out in micro)) / len(micro)
+
+
+def shared_names(sums: dict[str, torch.Tensor]) -> list[str]:
+    """The sums' names in one order on every rank: their union (a rank whose shard lacks a task adds a zero)."""
+    if not ranks.active():
+        return list(sums)
+    everyone: list[list[str] | None] = [None] * ranks.world_size()
+    dist.all_gather_object(everyone, sorted(sums))
+    return sorted({name for names in everyone for name in names or []})

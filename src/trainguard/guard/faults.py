@@ -10,6 +10,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
+from trainguard import ranks
 from trainguard.data.batches import TokenBatch, TokenizedExample, collate
 from trainguard.section import Section
 
@@ -27,6 +28,9 @@ class FaultSpec(Section):
     mode: Literal["random_tokens", "repeat_ngram", "shuffle_labels"] = Field(
         "random_tokens", description="How corrupt_batch corrupts."
     )
+    rank: int | None = Field(
+        None, ge=0, description="Only this process meets the fault (torchrun's RANK); default: every process."
+    )
 
 
 class FaultInjector:
@@ -38,6 +42,7 @@ class FaultInjector:
         for i, spec in enumerate(self.specs):
             if (
                 spec.kind == kind
+                and spec.rank in (None, ranks.rank())
                 and spec.at_step <= step < spec.at_step + spec.duration
                 and (i, step) not in self.fired
             ):

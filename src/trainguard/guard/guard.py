@@ -13,7 +13,7 @@ from trainguard.guard.alignment import AlignmentSection
 from trainguard.guard.data_checks import DataChecks, DataChecksConfig
 from trainguard.guard.detectors import DETECTORS, Detector
 from trainguard.guard.generation import GenerationConfig
-from trainguard.guard.policies import DEFAULT_POLICIES, Decision, decide
+from trainguard.guard.policies import DEFAULT_POLICIES, Decision, agree, decide
 from trainguard.section import Section
 
 DetectorsSection: type[BaseModel] = create_model(  # one field per registered detector, each its own config
@@ -147,7 +147,8 @@ class Guard:
                 self.worst_since_checkpoint = "warning"
 
     def decide(self, alerts: list[Alert]) -> Decision:
-        return decide(alerts, self.policies)
+        """The alerts' action, agreed by every process (each calls this at the same points)."""
+        return agree(decide(alerts, self.policies))
 
     def checkpoint_is_healthy(self) -> bool:
         healthy = self.worst_since_checkpoint == "info"

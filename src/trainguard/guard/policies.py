@@ -1,8 +1,10 @@
 """Policies: a map from alert kinds to action names; the engine applies the strongest action of a step."""
 
+import math
 from dataclasses import dataclass, field
 
-from trainguard.guard.actions import strength
+from trainguard import ranks
+from trainguard.guard.actions import ACTIONS, strength
 from trainguard.guard.alerts import Alert
 
 DEFAULT_POLICIES: dict[str, str] = {
@@ -76,3 +78,17 @@ def decide(alerts: list[Alert], policies: dict[str, str]) -> Decision:
         elif action == decision.action:
             decision.alerts.append(alert)
     return decision
+
+
+def agree(decision: Decision) -> Decision:
+    """With many processes, every rank takes the strongest action any rank decided (ties: by name), so all
+    skip, roll back or stop together; a rank that decided less says why it acts. One process: unchanged."""
+    if not ranks.active():
+        return decision
+    names = ACTIONS.names()
+    code = ranks.max_int(strength(decision.action) * len(names) + names.index(decision.action))
+    action = names[code % len(names)]
+    if action == decision.action:
+        return decision
+    why = f"another process decided {action}; every process acts alike"
+    return Decision(action, [Alert("other_rank", "warning", 0, math.nan, 0.0, why)])

@@ -1,0 +1,93 @@
+"""Many processes (torchrun / accelerate launch): who this process is, and the few collectives the engine needs.
+
+Data parallel without a wrapper: every rank holds the whole model, computes its shard of each micro-batch, and
+the engine sums the gradients across ranks with one flattened all-reduce per inner update (the maths of
+DistributedDataParallel with `no_sync` over the accumulation). Objectives call the plain module (they
+generate, disable LoRA adapters for a reference, read heads), which a DDP wrapper would hide; and an update
+whose loss touches only some parameters needs no `find_unused_parameters`. Losses are normalised by the
+global count of loss units, so the summed gradient is the one-process gradient of the same global batch.
+
+Every rank must take the same decisions at the same steps, or one waits forever in a collective: `agree`
+makes the strongest action any rank wants everyone's (a fault seen on one rank is acted on by all). With one
+process every function here is a no-op, so the single-process numbers never change."""
+
+import os
+from collections.abc import Iterable
+
+import torch
+import torch.distributed as dist
+
+
+def active() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def launched_rank() -> int:
+    """This process's rank as the launcher set it, before any process group exists (torchrun's RANK)."""
+    return int(os.environ.get("RANK", "0"))
+
+
+def rank() -> int:
+    return dist.get_rank() if active() else 0
+
+
+def world_size() -> int:
+    return dist.get_world_size() if active() else 1
+
+
+def is_main() -> bool:
+    return rank() == 0
+
+
+def barrier() -> None:
+    if active():
+        dist.barrier()
+
+
+def _device() -> torch.device:
+    """Where collectives run: NCCL only moves CUDA tensors, gloo CPU ones."""
+    if dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def sum_(tensor: torch.Tensor) -> torch.Tensor:
+    """All-reduce `tensor` (sum) in place across ranks; returns it (on its own device)."""
+    if not active():
+        return tensor
+    moved = tensor.to(_device())
+    dist.all_reduce(moved, op=dist.ReduceOp.SUM)
+    if moved is not tensor:
+        tensor.copy_(moved)
+    return tensor
+
+
+def sum_int(value: int) -> int:
+    return int(sum_(torch.tensor([value], dtype=torch.int64)).item()) if active() else value
+
+
+def max_int(value: int) -> int:
+    """The largest `value` over the ranks."""
+    if not active():
+        return value
+    t = torch.tensor([value], dtype=torch.int64, device=_device())
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return int(t.item())
+
+
+def sum_grads(params: Iterable[torch.nn.Parameter]) -> None:
+    """Sum the trainable parameters' gradients across ranks in one flattened all-reduce. A parameter that no
+    rank's loss reached keeps no gradient (the optimizer skips it, as with one process); one that only another
+    rank's loss reached gets that rank's gradient."""
+    if not active():
+        return
+    params = list(params)
+    had = torch.tensor([float(p.grad is not None) for p in params])
+    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+    flat = torch.cat([*(g.reshape(-1) for g in grads), had.to(grads[0].device, grads[0].dtype)])
+    sum_(flat)
+    offset = 0
+    for p, g, reached in zip(params, grads, flat[-len(params) :].tolist(), strict=True):
+        n = g.numel()
+        p.grad = g.copy_(flat[offset : offset + n].view_as(g)) if reached > 0 else None
+        offset += n
