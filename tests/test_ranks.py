@@ -16,6 +16,7 @@ from safetensors.torch import load_file
 from helpers import max_step, tiny_config, write_config
 from trainguard.data.batches import TokenizedExample
 from trainguard.data.mix import MixSource
+from trainguard.data.rollouts import PoolSource
 from trainguard.data.sources import RecordSource
 from trainguard.guard.faults import split_examples
 from trainguard.track.store import read_metrics
@@ -65,6 +66,26 @@ def test_mix_shards_draw_the_one_process_batch():
         w = whole.next_batch()
         a, b = (s.next_batch() for s in ranks)
         assert rows(a) + rows(b) == rows(w) and a.tasks + b.tasks == w.tasks
+
+
+def test_pool_shards_split_each_steps_prompts_and_sample_apart():
+    class Pool(PoolSource):  # the drawing and seeding that the rollout and episode sources share
+        build = next_batch = None  # type: ignore[assignment]
+
+    def pool(rank: int, world: int) -> PoolSource:
+        source = Pool()
+        source.seed = 4
+        source.shard(rank, world)
+        return source
+
+    whole, ranks = pool(0, 1), [pool(r, 2) for r in range(2)]
+    for _ in range(5):
+        want = whole.draw(8, 24, 100)  # 24: no step spans two epochs (where an item may recur)
+        a, b = (s.draw(8, 24, 100) for s in ranks)
+        assert a + b == want and not set(a) & set(b)
+    seeds = [whole.step_seed(), *(s.step_seed() for s in ranks)]
+    assert len(set(seeds)) == 3  # each rank samples its own stream; one process keeps its old seeds
+    assert seeds[0] == 4 * 1_000_003  # the first step's seed, as before ranks existed
 
 
 # -- two real processes ------------------------------------------------------------------------------------
@@ -191,3 +212,27 @@ def test_a_batch_that_does_not_split_over_the_processes_is_refused_by_field(tmp_
     out, _ = proc.communicate(timeout=300)
     assert proc.returncode != 0
     assert "stages.0.batch_size=7 must be a multiple of the 2 processes" in out.decode()
+
+
+@pytest.mark.slow
+def test_rl_stages_run_on_two_processes_with_every_decision_shared(tmp_path):
+    """SFT, then GRPO and PPO (with its KL early stop, read over every rank) on two processes: each rank answers
+    its own prompts, and both log the same all-reduced step (activation statistics are each rank's own)."""
+    rollouts = {"name": "rollouts", "task": "reverse", "params": {"min_len": 3, "max_len": 6}, "max_new_tokens": 8}
+    stages = [
+        STAGE | {"max_steps": 10, "save_every": 5, "eval_every": 5},
+        {"name": "grpo", "objective": "grpo", "source": rollouts | {"prompts_per_step": 4, "group_size": 4},
+         "max_steps": 4, "optimizer": {"lr": 1e-4}, "eval_every": 2, "save_every": 2},
+        {"name": "ppo", "objective": {"name": "ppo", "target_kl": 0.001}, "source": rollouts | {"prompts_per_step": 4},
+         "max_steps": 3, "optimizer": {"lr": 1e-4}, "eval_every": 3, "save_every": 3},
+    ]  # fmt: skip
+    finish(launch(write_config(tmp_path / "rl.yaml", tiny_config(tmp_path / "rl", stages=stages))))
+    run = tmp_path / "rl" / "t"
+
+    def shared(db: Path) -> dict[tuple[int, str], float]:
+        return {(s, k): v for s, _, k, v, _ in read_metrics(db) if not k.startswith(("perf/", "time/", "act/"))}
+
+    rank0, rank1 = shared(run / "metrics.db"), shared(run / "ranks" / "rank-1" / "metrics.db")
+    assert rank0 == rank1
+    assert {(s, "rollout/reward_mean") in rank0 for s in range(11, 18)} == {True}
+    assert (run / "final" / "model.safetensors").is_file()

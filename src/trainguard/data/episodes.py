@@ -142,6 +142,9 @@ class EpisodeSource(PoolSource):
         }
         return batch
 
+    def split(self) -> tuple[str, int]:
+        return "source.episodes_per_step", self.config.episodes_per_step
+
     @property
     def epoch(self) -> float:
         return self.cursor / self.config.n_seeds

@@ -124,18 +124,21 @@ class PoolSource(Source):
     cursor: int = 0
     steps: int = 0
 
+    shardable = True  # every rank draws the step's items and keeps its share (whole groups: no gather)
+
     def draw(self, count: int, size: int, start: int) -> list[int]:
+        """This rank's share of the next `count` items; the cursor moves past all of them."""
         out = []
         for i in range(self.cursor, self.cursor + count):
             gen = torch.Generator().manual_seed(self.seed * 1_000_003 + i // size)
             out.append(start + int(torch.randperm(size, generator=gen)[i % size]))
         self.cursor += count
-        return out
+        return [out[k] for k in self.rows(count)]
 
     def step_seed(self) -> int:
-        """The seed of this step's sampling; moves on to the next step."""
+        """The seed of this step's sampling (each rank its own); moves on to the next step."""
         self.steps += 1
-        return self.seed * 1_000_003 + self.steps - 1
+        return (self.seed * 1_000_003 + self.steps - 1) * self.world + self.rank
 
     def skip_past(self, position: dict[str, Any]) -> int:
         skipped = int(position["cursor"]) - self.cursor
@@ -198,6 +201,9 @@ class RolloutSource(PoolSource):
         batch.stats |= {"time/generate_s": t1 - t0, "time/score_s": time.perf_counter() - t1}
         batch.stats["rollout/temperature"] = temperature
         return batch
+
+    def split(self) -> tuple[str, int]:
+        return "source.prompts_per_step", self.config.prompts_per_step
 
     @property
     def epoch(self) -> float:

@@ -87,6 +87,10 @@ class Source(ABC):
         """This rank's rows of an n-row micro-batch: its equal, contiguous share."""
         return range(self.rank * n // self.world, (self.rank + 1) * n // self.world)
 
+    def split(self) -> tuple[str, int]:
+        """(field, value) of what each step splits over the ranks, which must divide evenly."""
+        return "batch_size", getattr(self, "batch_size", 1)
+
     @classmethod
     @abstractmethod
     def build(cls, config: SourceConfig, ctx: SourceContext) -> "Source": ...

@@ -105,10 +105,11 @@ class StageBuilder:
                 f"stages.{index}.source.name={stage.source.name!r} does not shard over processes yet (sources that "
                 f"do: {shardable}); run this stage with one process"
             )
-        if stage.batch_size % world:
+        key, count = source.split()
+        if count % world:
             raise ConfigError(
-                f"stages.{index}.batch_size={stage.batch_size} must be a multiple of the {world} processes: each "
-                "takes an equal share of every micro-batch, so the global batch is the same as with one process"
+                f"stages.{index}.{key}={count} must be a multiple of the {world} processes: each takes an equal "
+                "share of every step's batch, so the global batch is the same as with one process"
             )
         source.shard(ranks.rank(), world)
         return source

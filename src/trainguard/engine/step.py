@@ -111,12 +111,15 @@ class StepTensors:
         """One extra sync after an inner update: `key` over that update alone (for an early stop): a loss
         term's sum over its micro-batches, or an objective metric's mean over them."""
         micro, self.update_micro = self.update_micro, []
-        if key == "loss/train":
-            return float(sum(out.total for out in micro))
         name = key.removeprefix("loss/")
-        if key.startswith("loss/") and name in micro[0].terms:
-            return float(sum(out.terms[name] for out in micro))
-        return float(sum(out.metrics[key].float() for out in micro)) / len(micro)
+        if key == "loss/train":
+            value = sum(out.total for out in micro)
+        elif key.startswith("loss/") and name in micro[0].terms:
+            value = sum(out.terms[name] for out in micro)
+        else:  # a mean over every rank's micro-batches (each rank has as many)
+            total = sum(out.metrics[key].float() for out in micro)
+            return float(ranks.sum_(total.reshape(1))[0]) / (len(micro) * ranks.world_size())
+        return float(ranks.sum_(value.detach().float().reshape(1))[0])  # global units: the ranks' shares add up
 
 
 def shared_names(sums: dict[str, torch.Tensor]) -> list[str]:
