@@ -8,6 +8,8 @@ per step: the metrics (grad norm/max, weight norm, update ratio), the SQLite wri
 and detectors. TRL runs with its gradient checkpointing and bf16 off (its defaults; a fair fp32 CPU comparison
 turns them off) and its own collator; it lives only in .venv-bench, so in .venv it is skipped with a note. Every
 peer's first-step loss is reported: fed the same tokens, they must agree.
+With `--compile`, each side also runs with torch.compile (ours: `run.compile`; the Trainer's and TRL's:
+`torch_compile`), the compiled engine interleaved with the others; compile time is left out of the medians.
 Run: `make bench` or `python bench/engine_overhead.py`; with TRL: `.venv-bench/bin/python bench/engine_overhead.py`.
 """
 
@@ -79,9 +81,10 @@ def hand_step(model, optimizer, examples, step: int, total: int) -> float:
     return loss.item()
 
 
-def trainer_args(out: str, total: int) -> dict:
+def trainer_args(out: str, total: int, compiled: bool = False) -> dict:
     """What the Trainer and TRL share with our stage: steps, AdamW, the warmup + cosine schedule, the clip."""
     return {
+        "torch_compile": compiled,
         "output_dir": out,
         "max_steps": total,
         "learning_rate": LR,
@@ -102,18 +105,23 @@ def trainer_args(out: str, total: int) -> dict:
 
 
 def clocked(trainer_cls: type) -> type:
-    """`trainer_cls` fed in dataset order, remembering its first loss (one sync, once) and each step's time
-    (on_step_begin .. on_step_end: forward, backward, clip, optimizer and scheduler step)."""
+    """`trainer_cls` fed in dataset order, remembering its first loss (one sync, once) and each step's wall time,
+    one on_step_begin to the next: like ours, a step pays for fetching its batch and for its bookkeeping (the
+    Trainer fetches a step's batches before on_step_begin, so on_step_begin .. on_step_end alone would leave
+    that out)."""
     from transformers import TrainerCallback
 
     class Clock(TrainerCallback):
         def __init__(self):
-            self.times, self.t0 = [], 0.0
+            self.times, self.t0 = [], None
 
         def on_step_begin(self, args, state, control, **kw):
-            self.t0 = time.perf_counter()
+            now = time.perf_counter()
+            if self.t0 is not None:
+                self.times.append(now - self.t0)
+            self.t0 = now
 
-        def on_step_end(self, args, state, control, **kw):
+        def on_train_end(self, args, state, control, **kw):
             self.times.append(time.perf_counter() - self.t0)
 
     class InOrder(trainer_cls):
@@ -135,7 +143,7 @@ def clocked(trainer_cls: type) -> type:
     return InOrder
 
 
-def trainer_step_times(model, batches, total: int) -> tuple[list[float], float]:
+def trainer_step_times(model, batches, total: int, compiled: bool = False) -> tuple[list[float], float]:
     from transformers import Trainer, TrainingArguments
 
     class Batches(torch.utils.data.Dataset):
@@ -147,7 +155,7 @@ def trainer_step_times(model, batches, total: int) -> tuple[list[float], float]:
             return {"input_ids": b.input_ids, "labels": b.input_ids.masked_fill(~b.completion_mask, -100)}
 
     with tempfile.TemporaryDirectory() as out:
-        args = TrainingArguments(**trainer_args(out, total), per_device_train_batch_size=1)
+        args = TrainingArguments(**trainer_args(out, total, compiled), per_device_train_batch_size=1)
         trainer = clocked(Trainer)(
             model=model, args=args, train_dataset=Batches(), data_collator=lambda items: items[0]
         )
@@ -155,7 +163,7 @@ def trainer_step_times(model, batches, total: int) -> tuple[list[float], float]:
     return trainer.clock.times, trainer.first_loss
 
 
-def trl_step_times(model, picks, total: int, tok) -> tuple[list[float], float] | None:
+def trl_step_times(model, picks, total: int, tok, compiled: bool = False) -> tuple[list[float], float] | None:
     """TRL's SFTTrainer on the same examples' token ids (prompt labels -100), `len(picks[0])` a batch in our
     order, padded by its own collator; None when TRL is not installed (it lives in .venv-bench only)."""
     try:
@@ -170,7 +178,7 @@ def trl_step_times(model, picks, total: int, tok) -> tuple[list[float], float] |
     ]
     with tempfile.TemporaryDirectory() as out:
         args = TrlSFTConfig(
-            **trainer_args(out, total),
+            **trainer_args(out, total, compiled),
             per_device_train_batch_size=len(picks[0]),
             activation_checkpointing=False,  # TRL's default is on: it recomputes activations, which ours never does
             bf16=False,  # TRL's default is bf16 autocast; every other peer here runs fp32
@@ -186,13 +194,14 @@ def trl_step_times(model, picks, total: int, tok) -> tuple[list[float], float] |
     return trainer.clock.times, trainer.first_loss
 
 
-def make_engine(init, examples, tok, stage: StageSection, total: int, tmp: Path, guard: Guard | None):
+def make_engine(init, examples, tok, stage, total: int, tmp: Path, guard: Guard | None, compiled: bool = False):
     """The real Engine with its metrics and SQLite store; returns (engine, store)."""
     model = copy.deepcopy(init)
     accelerator = Accelerator(cpu=True)
     opt = build_optimizer({"model": model}, stage.optimizer)
     model, opt = accelerator.prepare(model, opt)
-    store = MetricStore(tmp / f"metrics-{guard is not None}.db")
+    model = torch.compile(model) if compiled else model  # what run.compile does
+    store = MetricStore(tmp / f"metrics-{guard is not None}-{compiled}.db")
     hooks = Hooks(
         event=lambda *a, **k: None,
         alert=lambda a: None,
@@ -222,6 +231,7 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", type=Path, help="write the numbers as JSON here")
+    ap.add_argument("--compile", action="store_true", help="also time every side with torch.compile")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     total = args.steps + args.warmup
@@ -251,6 +261,8 @@ def main() -> None:
     bare, bare_store = make_engine(init, examples, tok, stage, total, tmp, None)
     guarded, guarded_store = make_engine(init, examples, tok, stage, total, tmp, Guard(GuardSection()))
     engines = {"trainguard": bare, "trainguard+guard": guarded}
+    if args.compile:
+        engines["trainguard_compiled"] = make_engine(init, examples, tok, stage, total, tmp, None, compiled=True)[0]
     hand_model = copy.deepcopy(init)
     hand_model.train()
     hand_opt = build_optimizer({"model": hand_model}, OptimizerSection(lr=LR))
@@ -260,7 +272,7 @@ def main() -> None:
     losses: dict[str, list[float]] = {a: [] for a in arms}
     first_loss: dict[str, float] = {}
     for step in range(total):
-        for who in arms[step % 3 :] + arms[: step % 3]:  # rotate who goes first
+        for who in arms[step % len(arms) :] + arms[: step % len(arms)]:  # rotate who goes first
             t0 = time.perf_counter()
             if who == "hand":
                 loss = hand_step(hand_model, hand_opt, picks[step], step, total)
@@ -274,7 +286,7 @@ def main() -> None:
                 loss = metrics["loss/train"]
             dt = time.perf_counter() - t0
             first_loss.setdefault(who, loss)
-            if step >= args.warmup:
+            if step >= args.warmup:  # the compiled arm compiles in the warm-up steps
                 times[who].append(dt)
                 losses[who].append(loss)
     bare_store.close()
@@ -287,6 +299,11 @@ def main() -> None:
         print("note: TRL is not installed here, so its SFTTrainer is skipped (it lives in .venv-bench: make bench-trl)")
     else:
         times["trl_sft"], first_loss["trl_sft"] = trl[0][args.warmup :], trl[1]
+    if args.compile:
+        hf_compiled = trainer_step_times(copy.deepcopy(init), batches, total, compiled=True)
+        times["hf_trainer_compiled"], first_loss["hf_trainer_compiled"] = hf_compiled[0][args.warmup :], hf_compiled[1]
+        if (trl := trl_step_times(copy.deepcopy(init), picks, total, tok, compiled=True)) is not None:
+            times["trl_sft_compiled"], first_loss["trl_sft_compiled"] = trl[0][args.warmup :], trl[1]
     med = {name: statistics.median(t) for name, t in times.items()}
     max_diff = max(abs(a - b) for a, b in zip(losses["trainguard"], losses["hand"], strict=True))
     result = {
@@ -300,6 +317,22 @@ def main() -> None:
         "ratio_vs_hf_trainer": round(med["trainguard"] / med["hf_trainer"], 3),
         "ratio_vs_trl_sft": round(med["trainguard"] / med["trl_sft"], 3) if "trl_sft" in med else None,
         "guard_overhead": round(med["trainguard+guard"] / med["trainguard"], 3),
+        **(
+            {
+                "compiled_vs_hf_trainer": round(med["trainguard_compiled"] / med["hf_trainer"], 3),
+                "compiled_vs_hf_trainer_compiled": round(med["trainguard_compiled"] / med["hf_trainer_compiled"], 3),
+                "compiled_vs_trl_sft": round(med["trainguard_compiled"] / med["trl_sft"], 3)
+                if "trl_sft" in med
+                else None,
+                "compiled_vs_trl_sft_compiled": (
+                    round(med["trainguard_compiled"] / med["trl_sft_compiled"], 3)
+                    if "trl_sft_compiled" in med
+                    else None
+                ),
+            }
+            if args.compile
+            else {}
+        ),
         "loss_max_abs_diff_vs_hand": max_diff,
         # the hand loop computes every position's logits, ours only from the earliest target: sums differ in order
         "losses_within_1e-6": max_diff <= 1e-6 and losses["trainguard+guard"] == losses["trainguard"],

@@ -24,6 +24,12 @@ class RunSection(Section):
     mixed_precision: Literal["auto", "no", "bf16", "fp16"] = Field(
         "auto", description="Autocast precision; auto = bf16 on a GPU that supports it, else none (CPU)."
     )
+    compile: bool = Field(
+        False,
+        description="torch.compile the training forward (inductor; the first steps and each new shape compile, "
+        "~30 s on a CPU); generation, evaluation and exports use the plain model. The tiny preset's SFT step: "
+        "0.77x the eager time on a CPU (bench/RESULTS.md).",
+    )
     peak_tflops: float | None = Field(
         None,
         gt=0,

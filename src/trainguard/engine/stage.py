@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
 from accelerate import Accelerator
 from torch import nn
 
@@ -22,7 +23,7 @@ from trainguard.engine.state import Knobs
 from trainguard.engine.watch import StageWatch
 from trainguard.errors import ConfigError
 from trainguard.guard.guard import Guard
-from trainguard.models.loading import DTYPES, build_model, is_lora
+from trainguard.models.loading import DTYPES, build_model, is_lora, is_quantized
 from trainguard.models.spiking import implied_plugins
 from trainguard.objectives import OBJECTIVES, STEP_PLUGINS, ObjectiveContext
 from trainguard.rundir import RunDir
@@ -171,9 +172,12 @@ class StageBuilder:
         heads = objective.trainable_modules()
         # Placed, not wrapped: with many processes the engine sums gradients itself (trainguard/ranks.py).
         for module in (model, *heads.values()):
-            module.to(self.accelerator.device)
+            if not is_quantized(module):
+                module.to(self.accelerator.device)
         optimizer = build_optimizer({"model": model, **heads}, stage.optimizer, objective.param_group_defaults())
         model, *prepared = (self.accelerator.prepare_model(m, evaluation_mode=True) for m in (model, *heads.values()))
+        if self.cfg.run.compile:  # the training forward; unwrap_model hands the plain model to generation and exports
+            model = torch.compile(model)
         optimizer = self.accelerator.prepare_optimizer(optimizer)
         source = self.source(index, companions, knobs)
         pieces = StagePieces(

@@ -113,6 +113,14 @@ class ModelSection(Section):
     lora: LoraSection | None = Field(
         None, description="Train LoRA adapters (peft) instead of all weights; a stage may override it."
     )
+    quantize: Literal["8bit", "4bit"] | None = Field(
+        None,
+        description="Load model.path's weights in 8 or 4 bits through bitsandbytes (a CUDA GPU and `pip install "
+        "bitsandbytes`); quantized weights do not train, so it needs model.lora (4bit + LoRA is QLoRA).",
+    )
+    gradient_checkpointing: bool = Field(
+        False, description="Recompute activations in the backward instead of keeping them: less memory, ~30% slower."
+    )
     spiking: SpikingSection | None = Field(
         None,
         description="Neurons and spike training of a bdh model (filled with the guide's defaults for a bdh preset; "
@@ -140,6 +148,13 @@ class ModelSection(Section):
                 f"from one); {model} has no spiking neurons: remove it or pick a bdh preset"
             )
         return spiking
+
+    @model_validator(mode="after")
+    def _quantized_trains_adapters(self) -> "ModelSection":
+        if self.quantize is not None and (self.path is None or self.lora is None):
+            missing = "model.path (a preset is built in full precision)" if self.path is None else "model.lora"
+            raise ValueError(f"model.quantize={self.quantize!r} needs {missing}: quantized weights do not train")
+        return self
 
     @model_validator(mode="after")
     def _one_source(self) -> "ModelSection":

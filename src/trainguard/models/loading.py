@@ -66,10 +66,42 @@ def build_model(
             model: nn.Module = AutoModelForCausalLM.from_config(cfg, dtype=dtype)
     else:
         changes = neurons if folder_model_type(str(source)) == BDH_MODEL_TYPE else {}
+        changes |= quantized(model_cfg.quantize, dtype) if model_cfg.quantize else {}
         model = AutoModelForCausalLM.from_pretrained(source, local_files_only=True, dtype=dtype, **changes)
+    if model_cfg.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if isinstance(lora, LoraSection):
+        if is_quantized(model):
+            from peft import prepare_model_for_kbit_training
+
+            model = prepare_model_for_kbit_training(model, model_cfg.gradient_checkpointing)
         model = add_lora(model, lora)
     return model
+
+
+def is_quantized(model: nn.Module) -> bool:
+    """Weights held by bitsandbytes: placed on their GPU at load, never moved."""
+    return bool(getattr(model, "is_loaded_in_8bit", False) or getattr(model, "is_loaded_in_4bit", False))
+
+
+def quantized(bits: str, dtype: torch.dtype) -> dict[str, Any]:
+    """from_pretrained's arguments for bitsandbytes weights on this process's GPU (4bit: NF4, as QLoRA)."""
+    import importlib.util
+
+    if not torch.cuda.is_available():
+        raise ConfigError(f"model.quantize={bits!r} needs a CUDA GPU (bitsandbytes); this machine has none")
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise ConfigError(f"model.quantize={bits!r} needs bitsandbytes: pip install bitsandbytes")
+    from transformers import BitsAndBytesConfig
+
+    if bits == "8bit":
+        config = BitsAndBytesConfig(load_in_8bit=True)
+    else:
+        compute = dtype if dtype != torch.float32 else torch.bfloat16
+        config = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=compute, bnb_4bit_use_double_quant=True
+        )
+    return {"quantization_config": config, "device_map": {"": torch.cuda.current_device()}}
 
 
 def linear_names(model: nn.Module) -> list[str]:
