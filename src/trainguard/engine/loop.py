@@ -45,7 +45,7 @@ class Engine(Recovery, Reviews):
         self.state, self.knobs, self.hooks, self.faults = s.state, s.knobs, s.hooks, s.faults
         self.modules: dict[str, nn.Module] = {"model": p.model, **p.heads}
         self.params = [q for m in self.modules.values() for q in m.parameters() if q.requires_grad]
-        self.policy = self.accelerator.unwrap_model(p.model)
+        self.policy = self.accelerator.unwrap_model(p.model, keep_torch_compile=False)
         self.matmul_params = matmul_params(self.policy)  # for perf/mfu
         self.eval_data = p.source.eval_data()
         self.result = StageResult(p.stage.name, 0)
@@ -256,7 +256,7 @@ class Engine(Recovery, Reviews):
 
     # -- between steps ---------------------------------------------------------------------------------
     def unwrapped(self) -> dict[str, nn.Module]:
-        return {key: self.accelerator.unwrap_model(module) for key, module in self.modules.items()}
+        return {key: self.accelerator.unwrap_model(m, keep_torch_compile=False) for key, m in self.modules.items()}
 
     def train_mode(self, on: bool) -> None:
         for module in self.modules.values():

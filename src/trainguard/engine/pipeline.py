@@ -243,7 +243,7 @@ class Pipeline:
         last = index == len(self.cfg.stages) - 1
         knobs = Knobs()  # a new stage starts at its configured LR and clip
         pieces, companions = self.builder.build(index, knobs)
-        policy = self.accelerator.unwrap_model(pieces.model)
+        policy = self.accelerator.unwrap_model(pieces.model, keep_torch_compile=False)
         if index == 0 and ranks.is_main():
             result.accuracy["before"] = self.measure_accuracy("before", policy)
             self.review.skills("before", policy)

@@ -47,4 +47,4 @@ class PolicyGradientObjective(Objective):
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module, batches: list[Any], accelerator: Accelerator) -> dict[str, float]:
-        return heldout_metrics(accelerator.unwrap_model(model), self.ctx.tokenizer, batches)
+        return heldout_metrics(accelerator.unwrap_model(model, keep_torch_compile=False), self.ctx.tokenizer, batches)
