@@ -69,7 +69,11 @@ def build_model(
         changes |= quantized(model_cfg.quantize, dtype) if model_cfg.quantize else {}
         model = AutoModelForCausalLM.from_pretrained(source, local_files_only=True, dtype=dtype, **changes)
     if model_cfg.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        enable = getattr(model, "activation_checkpointing_enable", None)  # transformers >= 5; before: the old name
+        if enable is not None:
+            enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if isinstance(lora, LoraSection):
         if is_quantized(model):
             from peft import prepare_model_for_kbit_training
