@@ -21,17 +21,7 @@ from trainguard.data.sources import RecordSource
 from trainguard.guard.faults import split_examples
 from trainguard.track.store import read_metrics
 
-STAGE = {
-    "name": "sft",
-    "objective": "sft",
-    "max_steps": 12,
-    "batch_size": 8,
-    "optimizer": {"lr": 3e-3},
-    "schedule": {"warmup_steps": 2},
-    "eval_every": 6,
-    "save_every": 4,
-    "save_total_limit": None,
-}
+STAGE = tiny_config(Path("runs"))["stages"][0]  # 12 steps of SFT, batch 8, checkpoints every 4
 
 
 def examples(n: int) -> list[TokenizedExample]:
