@@ -70,13 +70,14 @@ def test_monitor_appends_snapshots_to_a_pipe_while_the_run_is_live(tmp_path):
 
     from rich.console import Console
 
+    from trainguard.atomic import atomic_write_json
     from trainguard.ui.monitor import watch
 
     config = write_config(tmp_path / "run.yaml", tiny_config(tmp_path / "runs"))
     assert CliRunner().invoke(app, ["run", str(config)]).exit_code == 0
     run = tmp_path / "runs" / "t"
     manifest = json.loads((run / "manifest.json").read_text())
-    (run / "manifest.json").write_text(json.dumps({**manifest, "status": "running"}))
+    atomic_write_json(run / "manifest.json", {**manifest, "status": "running"})  # the watcher reads it meanwhile
     out = io.StringIO()
     watcher = threading.Thread(target=watch, args=(run, Console(file=out, width=120), 0.05), daemon=True)
     watcher.start()
@@ -84,7 +85,7 @@ def test_monitor_appends_snapshots_to_a_pipe_while_the_run_is_live(tmp_path):
         time.sleep(0.5)
         shown_live = out.getvalue()
     finally:  # the watcher ends once the run is no longer running, whatever the assertion says
-        (run / "manifest.json").write_text(json.dumps({**manifest, "status": "completed"}))
+        atomic_write_json(run / "manifest.json", {**manifest, "status": "completed"})
     assert "status running" in shown_live  # shown while live, not only when it ends
     watcher.join(timeout=10)
     assert not watcher.is_alive()
