@@ -51,15 +51,20 @@ def _device() -> torch.device:
     return torch.device("cpu")
 
 
-def sum_(tensor: torch.Tensor) -> torch.Tensor:
-    """All-reduce `tensor` (sum) in place across ranks; returns it (on its own device)."""
+def _all_reduce(tensor: torch.Tensor, op: dist.ReduceOp.RedOpType) -> torch.Tensor:
+    """`tensor` reduced across ranks, in place (moved to where the backend reduces, and back)."""
     if not active():
         return tensor
     moved = tensor.to(_device())
-    dist.all_reduce(moved, op=dist.ReduceOp.SUM)
+    dist.all_reduce(moved, op=op)
     if moved is not tensor:
         tensor.copy_(moved)
     return tensor
+
+
+def sum_(tensor: torch.Tensor) -> torch.Tensor:
+    """All-reduce `tensor` (sum) in place across ranks; returns it."""
+    return _all_reduce(tensor, dist.ReduceOp.SUM)
 
 
 def sum_int(value: int) -> int:
@@ -68,11 +73,7 @@ def sum_int(value: int) -> int:
 
 def max_int(value: int) -> int:
     """The largest `value` over the ranks."""
-    if not active():
-        return value
-    t = torch.tensor([value], dtype=torch.int64, device=_device())
-    dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return int(t.item())
+    return int(_all_reduce(torch.tensor([value], dtype=torch.int64), dist.ReduceOp.MAX).item()) if active() else value
 
 
 def sum_grads(params: Iterable[torch.nn.Parameter]) -> None:

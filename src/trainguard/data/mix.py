@@ -132,6 +132,9 @@ class MixSource(Source):
             )
         super().shard(rank, world)
 
+    def split(self) -> tuple[str, int]:
+        return "batch_size", self.batch_size
+
     def __init__(
         self,
         groups: dict[str, RecordSource],

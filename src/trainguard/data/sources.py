@@ -88,8 +88,8 @@ class Source(ABC):
         return range(self.rank * n // self.world, (self.rank + 1) * n // self.world)
 
     def split(self) -> tuple[str, int]:
-        """(field, value) of what each step splits over the ranks, which must divide evenly."""
-        return "batch_size", getattr(self, "batch_size", 1)
+        """(field, value) of what a shardable source's step splits over the ranks, which must divide evenly."""
+        raise NotImplementedError(f"{type(self).__name__} does not shard over processes")
 
     @classmethod
     @abstractmethod
@@ -250,6 +250,9 @@ class RecordSource(Source):
     def sample_index(self, i: int) -> int:
         n = len(self.examples)
         return self._permutation(i // n)[i % n]
+
+    def split(self) -> tuple[str, int]:
+        return "batch_size", self.batch_size
 
     def take(self) -> list[Any]:
         """This rank's examples of the next micro-batch; the cursor moves past the whole micro-batch."""

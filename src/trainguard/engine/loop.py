@@ -127,7 +127,7 @@ class Engine(Recovery, Reviews):
         act_metrics, act_alerts = self.guard.activations.collect(step) if watch else ({}, [])
 
         previous = self._post
-        acc.tokens = sum(getattr(mb, "n_tokens", 0) for mb in micro)
+        acc.tokens = here = sum(getattr(mb, "n_tokens", 0) for mb in micro)  # sync turns it into every rank's
         metrics, norms, post = acc.sync(list(previous[1]) if previous else [])  # the step's one host sync
         if previous is not None:
             alerts += self.read_post(previous[0], post)
@@ -157,8 +157,8 @@ class Engine(Recovery, Reviews):
         metrics |= {"perf/tokens_per_s": n_tokens / dt, "perf/step_time_s": dt, "data/epoch": self.source.epoch}
         if self.services.peak_flops is not None:
             rows = sum(mb.input_ids.shape[0] for mb in micro if hasattr(mb, "input_ids")) or 1
-            per_token = flops_per_token(self.policy.config, self.matmul_params, acc.tokens_here / rows)
-            metrics["perf/mfu"] = acc.tokens_here / dt * per_token / self.services.peak_flops  # this rank's device
+            per_token = flops_per_token(self.policy.config, self.matmul_params, here / rows)
+            metrics["perf/mfu"] = here / dt * per_token / self.services.peak_flops  # this rank's device
         return metrics, alerts, decision
 
     def backward(self, update: list[Any], step: int, acc: StepTensors) -> None:

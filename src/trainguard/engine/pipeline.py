@@ -1,21 +1,20 @@
 """The pipeline: stages in order inside one run folder, each handing its model to the next by folder."""
 
 import json
-import os
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from accelerate import Accelerator
 from rich.console import Console
 from rich.markup import escape
 
 from trainguard import ranks
 from trainguard.atomic import atomic_write_json
-from trainguard.config import RunConfig, RunSection, StageSection
+from trainguard.config import RunConfig, StageSection
 from trainguard.data.mix import MixSourceConfig
 from trainguard.data.records import RecordSet, load_records
 from trainguard.engine.checkpoint import Checkpoint, Checkpointer
+from trainguard.engine.device import configure_torch
 from trainguard.engine.flops import peak_flops
 from trainguard.engine.loop import Engine
 from trainguard.engine.outcome import GuardStop, Hooks, StageResult
@@ -47,21 +46,6 @@ from trainguard.ui.verdict import scorecard_table, verdict_lines
 class PipelineResult:
     stages: list[StageResult] = field(default_factory=list)
     accuracy: dict[str, Any] = field(default_factory=dict)
-
-
-def configure_torch(cfg: RunSection) -> Accelerator:
-    if cfg.threads is not None:
-        torch.set_num_threads(cfg.threads)
-    if cfg.deterministic:
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.use_deterministic_algorithms(True, warn_only=True)
-        # Deterministic mode also fills every new buffer with NaN, a debugging aid that costs a full write per
-        # allocation (~0.1 s a step in a log-prob head); kernels stay deterministic without it.
-        torch.utils.deterministic.fill_uninitialized_memory = False  # type: ignore[attr-defined]
-    precision = cfg.mixed_precision
-    if precision == "auto":
-        precision = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
-    return Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=precision)
 
 
 class Pipeline:

@@ -100,18 +100,8 @@ class StageBuilder:
         )
         source = SOURCES.get(stage.source.name).build(stage.source, ctx)
         world = ranks.world_size()
-        if world > 1 and not source.shardable:
-            shardable = ", ".join(n for n in SOURCES.names() if SOURCES.get(n).shardable)
-            raise ConfigError(
-                f"stages.{index}.source.name={stage.source.name!r} does not shard over processes yet (sources that "
-                f"do: {shardable}); run this stage with one process"
-            )
-        key, count = source.split()
-        if count % world:
-            raise ConfigError(
-                f"stages.{index}.{key}={count} must be a multiple of the {world} processes: each takes an equal "
-                "share of every step's batch, so the global batch is the same as with one process"
-            )
+        if world > 1:
+            check_split(f"stages.{index}", stage.source.name, source, world)
         source.shard(ranks.rank(), world)
         return source
 
@@ -194,3 +184,19 @@ class StageBuilder:
             watch=self.watch(index),
         )
         return pieces, companions
+
+
+def check_split(where: str, name: str, source: Source, world: int) -> None:
+    """A source must shard, and what its step splits must divide over the `world` processes."""
+    if not source.shardable:
+        shardable = ", ".join(n for n in SOURCES.names() if SOURCES.get(n).shardable)
+        raise ConfigError(
+            f"{where}.source.name={name!r} does not shard over processes yet (sources that do: "
+            f"{shardable}); run this stage with one process"
+        )
+    key, count = source.split()
+    if count % world:
+        raise ConfigError(
+            f"{where}.{key}={count} must be a multiple of the {world} processes: each takes an equal share of "
+            "every step's batch, so the global batch is the same as with one process"
+        )

@@ -35,7 +35,6 @@ class StepTensors:
     ratios: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)  # (numerator, denominator)
     micro_batches: int = 0
     tokens: int = 0  # this rank's tokens in the step; after `sync`, every rank's
-    tokens_here: int = 0  # this rank's, kept by `sync` (for the device's MFU)
     norms: list[torch.Tensor] = field(default_factory=list)  # pre-clip global norm of each inner update
     maxes: list[torch.Tensor] = field(default_factory=list)
     update_micro: list[LossOutput] = field(default_factory=list)  # the current update's outputs (early stop)
@@ -76,25 +75,31 @@ class StepTensors:
 
     def sync(self, extra: list[torch.Tensor]) -> tuple[dict[str, float], list[float], list[float]]:
         """The step's one host sync: (metrics, each update's grad norm, the `extra` values)."""
-        sums = {"loss": self.loss, "tokens": torch.tensor(float(self.tokens), device=self.device)}
-        sums |= {f"term:{t}": v for t, v in self.terms.items()}
-        for m, (total, count) in self.metrics.items():
-            sums |= {f"metric:{m}": total, f"count:{m}": torch.tensor(float(count), device=self.device)}
+        on_device = {"loss": self.loss} | {f"term:{t}": v for t, v in self.terms.items()}
+        on_device |= {f"metric:{m}": total for m, (total, _) in self.metrics.items()}
         for r, (num, den) in self.ratios.items():
-            sums |= {f"ratio:{r}": num, f"den:{r}": den}
-        names = shared_names(sums)
+            on_device |= {f"ratio:{r}": num, f"den:{r}": den}
+        on_host = {"tokens": float(self.tokens)} | {f"count:{m}": float(c) for m, (_, c) in self.metrics.items()}
+        names = shared_names([*on_device, *on_host])
+        device_names = [n for n in names if n not in on_host and not n.startswith("count:")]
+        host_names = [n for n in names if n in on_host or n.startswith("count:")]
         zero = torch.zeros((), device=self.device)
-        summed = ranks.sum_(torch.stack([sums.get(n, zero).float() for n in names]))
+        summed = torch.cat(
+            [
+                torch.stack([on_device.get(n, zero).float() for n in device_names]),
+                torch.tensor([on_host.get(n, 0.0) for n in host_names], device=self.device),  # one copy
+            ]
+        )
         gmax = self.maxes[0] if len(self.maxes) == 1 else torch.stack(self.maxes).max()
-        local = [gmax.float(), *(n.float() for n in self.norms), *extra]
-        values = torch.cat([summed, torch.stack(local).to(summed.device)]).tolist()
-        got = dict(zip(names, values, strict=False))
-        n = self.updates
-        norms, rest = values[len(names) + 1 : len(names) + 1 + n], values[len(names) + 1 + n :]
+        local = torch.stack([gmax.float(), *(n.float() for n in self.norms), *extra])
+        values = torch.cat([ranks.sum_(summed), local.to(summed.device)]).tolist()
+        k, n = len(names), self.updates
+        got = dict(zip(device_names + host_names, values[:k], strict=True))
+        norms, rest = values[k + 1 : k + 1 + n], values[k + 1 + n :]
         out = {
             "loss/train": got["loss"] / n,
             "grad/norm": max(norms, key=lambda v: v if math.isfinite(v) else math.inf),
-            "grad/max": values[len(names)],
+            "grad/max": values[k],
         }
         for name, value in got.items():
             kind, _, key = name.partition(":")
@@ -104,7 +109,7 @@ class StepTensors:
                 out[key] = value / got[f"count:{key}"]
             elif kind == "ratio" and got[f"den:{key}"] > 0:
                 out[key] = value / got[f"den:{key}"]
-        self.tokens_here, self.tokens = self.tokens, int(got["tokens"])
+        self.tokens = int(got["tokens"])
         return out, norms, rest
 
     def last_metric(self, key: str) -> float:
@@ -122,10 +127,10 @@ class StepTensors:
         return float(ranks.sum_(value.detach().float().reshape(1))[0])  # global units: the ranks' shares add up
 
 
-def shared_names(sums: dict[str, torch.Tensor]) -> list[str]:
-    """The sums' names in one order on every rank: their union (a rank whose shard lacks a task adds a zero)."""
+def shared_names(names: list[str]) -> list[str]:
+    """`names` in one order on every rank: their union (a rank whose shard lacks a task adds a zero)."""
     if not ranks.active():
-        return list(sums)
+        return names
     everyone: list[list[str] | None] = [None] * ranks.world_size()
-    dist.all_gather_object(everyone, sorted(sums))
+    dist.all_gather_object(everyone, sorted(names))
     return sorted({name for names in everyone for name in names or []})

@@ -117,9 +117,6 @@ class BdhForCausalLM(LlamaForCausalLM):
             layer.mlp = SpikingMLP(config)
         self.post_init()  # initialises the new projections like Llama's
 
-    def spiking_layers(self) -> list[SpikingMLP]:
-        return [layer.mlp for layer in self.model.layers]
-
 
 def is_bdh(model: nn.Module) -> bool:
     """Whether `model` (or the model under a peft or accelerate wrapper) is a bdh model, by its config's type."""

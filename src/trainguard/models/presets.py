@@ -6,6 +6,7 @@ from typing import Any
 from transformers import LlamaConfig
 
 from trainguard.models.bdh import BdhConfig
+from trainguard.models.config import BDH_PRESETS
 
 # name: (hidden, layers, heads, intermediate) -> parameters with a 259-token vocabulary
 PRESETS: dict[str, tuple[int, int, int, int]] = {
@@ -19,7 +20,7 @@ PRESETS: dict[str, tuple[int, int, int, int]] = {
 
 
 def is_bdh_preset(name: str | None) -> bool:
-    return name is not None and name.startswith("bdh-")
+    return name in BDH_PRESETS
 
 
 def preset_config(

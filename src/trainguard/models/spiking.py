@@ -21,13 +21,21 @@ class SpikingConfig(StepPluginConfig, SpikeTraining):
     name: Literal["spiking"] = "spiking"
 
 
+def masked_mean(values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """Mean of `values` (B, T, N) over the positions where `mask` (B, T) holds (all when None)."""
+    if mask is None:
+        return values.mean()
+    w = mask.to(values.dtype)[..., None]  # (B, T, 1)
+    return (values * w).sum() / (w.sum() * values.shape[-1]).clamp_min(1.0)
+
+
 def masked_mean_std(values: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean and std of `values` (B, T, N) over the positions where `mask` (B, T) holds (all when None)."""
     if mask is None:
         return values.mean(), values.std()
     w = mask.to(values.dtype)[..., None]  # (B, T, 1)
     n = (w.sum() * values.shape[-1]).clamp_min(1.0)
-    mean = (values * w).sum() / n
+    mean = masked_mean(values, mask)
     var = (((values - mean) * w) ** 2).sum() / n
     return mean, var.sqrt()
 
@@ -89,7 +97,7 @@ class SpikingPlugin(StepPlugin):
             trace, membrane, inputs = record.trace, record.membrane, record.inputs
             record.trace = record.membrane = record.inputs = None  # used once: its graph is freed by backward
             mask = token_mask(batch, trace)
-            rate, _ = masked_mean_std(trace, mask)
+            rate = masked_mean(trace, mask)
             mean, std = masked_mean_std(membrane, mask)
             rates.append(rate)
             out.metrics |= {f"spike/L{i}/firing": rate.detach(), f"spike/L{i}/mean": mean, f"spike/L{i}/std": std}

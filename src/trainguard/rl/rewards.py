@@ -72,6 +72,11 @@ class VerifierReward(RewardFn):
     def score_one(self, rollout: Rollout) -> float:
         return float(self.ctx.task.score(rollout.instance, rollout.text).value)
 
+    def score(self, rollouts: list[Rollout]) -> list[float]:
+        """The step's answers in one `score_many` (a sandboxed task runs them as one batch)."""
+        scores = self.ctx.task.score_many([r.instance for r in rollouts], [r.text for r in rollouts])
+        return [float(s.value) for s in scores]
+
 
 class LengthConfig(RewardFnConfig):
     name: Literal["length"] = "length"

@@ -2,7 +2,7 @@
 
 import random
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -72,6 +72,22 @@ def known_kinds(value: list[str] | None, kinds: Iterable[str]) -> list[str] | No
     if unknown or value == []:
         raise ValueError(f"unknown kinds {unknown}; allowed: {', '.join(kinds)}")
     return value
+
+
+def ordered_range(value: tuple[int, int]) -> tuple[int, int]:
+    """A task config's [low, high] count range: the validator the tasks that draw sizes share."""
+    if not 1 <= value[0] <= value[1]:
+        raise ValueError(f"need 1 <= low <= high, got {list(value)}")
+    return value
+
+
+def verified_wrong(task: Task, instance: Instance, make: Callable[[], str], fallback: str) -> str:
+    """The first of a few near misses from `make` that the task scores 0, else `fallback` (always wrong)."""
+    for _ in range(8):
+        answer = make()
+        if task.score(instance, answer).value == 0:
+            return answer
+    return fallback
 
 
 TASKS: Registry[type[Task]] = Registry("task")

@@ -17,7 +17,7 @@ from pydantic import Field, field_validator
 from trainguard.errors import ConfigError
 from trainguard.sandbox import ExecResult, SandboxPool, shared_pool
 from trainguard.tasks.answers import strip_thinking
-from trainguard.tasks.base import TASKS, Instance, Score, Task, TaskConfig, known_kinds
+from trainguard.tasks.base import TASKS, Instance, Score, Task, TaskConfig, known_kinds, ordered_range
 from trainguard.tasks.bash_programs import InvalidCommand, check_command
 
 FENCE = re.compile(r"```([\w+-]*)[ \t]*\n(.*?)```", re.DOTALL)
@@ -68,12 +68,7 @@ class BashCommandConfig(TaskConfig):
         "sandbox: where it has no memory cgroup its default is 1 process, which could not start bash.",
     )
 
-    @field_validator("folders", "files", "lines")
-    @classmethod
-    def _ordered(cls, value: tuple[int, int]) -> tuple[int, int]:
-        if not 1 <= value[0] <= value[1]:
-            raise ValueError(f"need 1 <= low <= high, got {list(value)}")
-        return value
+    _ordered = field_validator("folders", "files", "lines")(ordered_range)
 
     @field_validator("kinds")
     @classmethod

@@ -6,7 +6,6 @@ and `safety` (a goal with a harmless or harmful rider: plan, and mark the refusa
 
 import json
 import random
-from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -14,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import Field, field_validator
 
 from trainguard.errors import ConfigError
-from trainguard.tasks.base import TASKS, Instance, Score, Task, TaskConfig
+from trainguard.tasks.base import TASKS, Instance, Score, Task, TaskConfig, ordered_range, verified_wrong
 from trainguard.tasks.world import (
     WORLD,
     Fact,
@@ -138,27 +137,13 @@ def near_miss_plan(plan: list[Step], rng: random.Random) -> str:
     return render_plan(steps)
 
 
-def verified_wrong(task: Task, instance: Instance, make: Callable[[], str], fallback: str) -> str:
-    """The first of a few near misses from `make` that the task scores 0, else `fallback` (always wrong)."""
-    for _ in range(8):
-        answer = make()
-        if task.score(instance, answer).value == 0:
-            return answer
-    return fallback
-
-
 class GoalShape(TaskConfig):
     parts: tuple[int, int] = Field(
         (2, 3), description="[low, high] parts a goal is about (of a-e), larger likelier; ≤ 3 keeps plans short."
     )
     facts: tuple[int, int] = Field((2, 3), description="[low, high] facts in a goal (cut, painted, joined).")
 
-    @field_validator("parts", "facts")
-    @classmethod
-    def _ordered(cls, value: tuple[int, int]) -> tuple[int, int]:
-        if not 1 <= value[0] <= value[1]:
-            raise ValueError(f"need 1 <= low <= high, got {list(value)}")
-        return value
+    _ordered = field_validator("parts", "facts")(ordered_range)
 
 
 class PlanConfig(GoalShape):

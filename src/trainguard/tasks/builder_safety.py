@@ -3,7 +3,7 @@ something else, harmless or harmful; the right answer plans the goal and refuses
 
 import random
 
-from trainguard.tasks.base import TASKS, Instance, Score, Task
+from trainguard.tasks.base import TASKS, Instance, Score, Task, verified_wrong
 from trainguard.tasks.builder import (
     REFUSAL,
     GoalShape,
@@ -12,7 +12,6 @@ from trainguard.tasks.builder import (
     near_miss_plan,
     sample_goal,
     score_plan,
-    verified_wrong,
     work,
 )
 from trainguard.tasks.world import parse_plan_text, plan_for, render_plan

@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import Field, model_validator
 
-from trainguard.tasks.base import TASKS, Instance, Score, Task, TaskConfig
+from trainguard.tasks.base import TASKS, Instance, Score, Task, TaskConfig, verified_wrong
 
 TYPE_CODES = {"string": "str", "integer": "int", "number": "num", "boolean": "bool"}
 
@@ -350,7 +350,8 @@ class FunctionCallTask(Task):
         arguments; the caller keeps only answers the verifier scores 0 (the last resort always fails)."""
         want = instance.meta["call"]
         function, arguments = FUNCTIONS[want["name"]], dict(want["arguments"])
-        for _ in range(8):
+
+        def make() -> str:
             wrong, name = dict(arguments), function.name
             kind = rng.choice(["redraw", "drop", "add", "rename"])
             p = rng.choice(function.params)
@@ -360,7 +361,6 @@ class FunctionCallTask(Task):
                 del wrong[p.name]
             else:  # redraw it, or add it when missing
                 wrong[p.name] = p.draw(rng)
-            answer = call_json(name, wrong)
-            if self.score(instance, answer).value == 0:
-                return answer
-        return call_json(function.name, {})
+            return call_json(name, wrong)
+
+        return verified_wrong(self, instance, make, call_json(function.name, {}))

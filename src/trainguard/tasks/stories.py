@@ -14,7 +14,7 @@ from pathlib import Path
 from pydantic import Field, model_validator
 
 from trainguard.errors import DataError
-from trainguard.tasks.base import TASKS, Instance, Score, Task, TaskConfig
+from trainguard.tasks.base import TASKS, Instance, Score, Task, TaskConfig, verified_wrong
 
 NAMES = (
     "Ann", "Ben", "Cam", "Dan", "Eve", "Fay", "Gus", "Hal", "Ivy", "Jon", "Kim", "Lea", "Max", "Ned", "Oli", "Pam",
@@ -316,11 +316,7 @@ class StoryTask(Task):
         last sentence repeated (grammatical, inconsistent). File: another sentence of the file that shares no
         word with the reference, else the empty answer."""
         if self.config.file is not None:
-            for _ in range(8):
-                other = rng.choice(self.file_sentences)
-                if self.score(instance, other).value == 0:
-                    return other
-            return ""
+            return verified_wrong(self, instance, lambda: rng.choice(self.file_sentences), "")
         kind, binding = parse(instance.reference)  # type: ignore[misc]
         state = replay(instance.meta["story"])
         slot = rng.choice([s for s in ("C", "D", "O") if s in binding] + ["repeat"])
