@@ -254,6 +254,26 @@ class RunConfig(Section):
             raise ValueError("\n".join(problems))
         return self
 
+    @model_validator(mode="after")
+    def _fsdp_scope(self) -> "RunConfig":
+        """What run.fsdp covers today; anything else is refused by field rather than left to hang a collective."""
+        if not self.run.fsdp:
+            return self
+        problems = [f"model.{key} (set)" for key in ("quantize", "lora") if getattr(self.model, key) is not None]
+        problems += ["run.compile: true"] if self.run.compile else []
+        for i, stage in enumerate(self.stages):
+            if OBJECTIVES.get(stage.objective.name).generates:
+                problems.append(f"stages.{i}.objective={stage.objective.name!r} (it generates while it trains)")
+            used = {"lora": self.stage_lora(i), "reference": stage.reference, "gate": stage.gate}
+            used["probes"] = stage.probes
+            problems += [f"stages.{i}.{key} (set)" for key, value in used.items() if value]
+        if problems:
+            raise ValueError(
+                "run.fsdp: true covers full fine-tuning of stages that do not generate while they train (sft, "
+                "reward, cost); not with: " + ", ".join(problems)
+            )
+        return self
+
     def stage_lora(self, index: int) -> LoraSection | None:
         lora = self.stages[index].lora
         return self.model.lora if lora == "inherit" else lora  # type: ignore[return-value]

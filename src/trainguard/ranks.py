@@ -71,18 +71,23 @@ def sum_int(value: int) -> int:
     return int(sum_(torch.tensor([value], dtype=torch.int64)).item()) if active() else value
 
 
+def max_(tensor: torch.Tensor) -> torch.Tensor:
+    """All-reduce `tensor` (max) in place across ranks; returns it."""
+    return _all_reduce(tensor, dist.ReduceOp.MAX)
+
+
 def max_int(value: int) -> int:
     """The largest `value` over the ranks."""
-    return int(_all_reduce(torch.tensor([value], dtype=torch.int64), dist.ReduceOp.MAX).item()) if active() else value
+    return int(max_(torch.tensor([value], dtype=torch.int64)).item()) if active() else value
 
 
 def sum_grads(params: Iterable[torch.nn.Parameter]) -> None:
     """Sum the trainable parameters' gradients across ranks in one flattened all-reduce. A parameter that no
     rank's loss reached keeps no gradient (the optimizer skips it, as with one process); one that only another
     rank's loss reached gets that rank's gradient."""
-    if not active():
-        return
     params = list(params)
+    if not active() or not params:
+        return
     had = torch.tensor([float(p.grad is not None) for p in params])
     grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
     flat = torch.cat([*(g.reshape(-1) for g in grads), had.to(grads[0].device, grads[0].dtype)])

@@ -30,6 +30,13 @@ class RunSection(Section):
         "~30 s on a CPU); generation, evaluation and exports use the plain model. The tiny preset's SFT step: "
         "0.77x the eager time on a CPU (bench/RESULTS.md).",
     )
+    fsdp: bool = Field(
+        False,
+        description="Shard parameters, gradients and optimizer state over the processes (torch FSDP2, one unit "
+        "per decoder layer) instead of a whole copy on each; checkpoints hold each process's shards. Full "
+        "fine-tuning of stages that do not generate while they train (sft, reward, cost); not with LoRA, "
+        "quantize, compile, a reference, gates or probes yet.",
+    )
     peak_tflops: float | None = Field(
         None,
         gt=0,

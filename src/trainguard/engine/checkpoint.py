@@ -2,8 +2,9 @@
 file) written last, then renamed into place. Resume takes the newest one whose hashes still match.
 
 Many processes: the weights and the shared state are the same on every rank, so rank 0 writes the folder;
-each other rank first leaves its own state (its RNG, its fault memory) in a staging folder, which rank 0
-takes into the checkpoint as `<key>.rank<r>.<ext>` under the same manifest and rename."""
+each other rank first leaves its own state (its RNG, its fault memory, and under FSDP its shards of the
+weights and optimizer state) in a staging folder, which rank 0 takes into the checkpoint as
+`<key>.rank<r>.<ext>` under the same manifest and rename."""
 
 import hashlib
 import io
@@ -23,6 +24,7 @@ from torch import nn
 
 from trainguard import ranks
 from trainguard.atomic import fsync_dir, write_bytes_durably
+from trainguard.engine.sharding import is_sharded, local
 from trainguard.errors import CheckpointError
 from trainguard.models.loading import is_lora
 
@@ -154,14 +156,17 @@ class Checkpointer:
         jsons: dict[str, Any],
         meta: dict[str, Any],
         healthy: bool = True,
+        per_rank: frozenset[str] = frozenset(),
     ) -> Checkpoint:
         """Write checkpoint `step`; on any I/O error (a full disk) the partial folder is removed and
         earlier checkpoints are untouched. With many processes every rank calls this at the same step: ranks
-        > 0 hand over `objects` and `jsons` (their own state) and wait for rank 0's rename."""
+        > 0 hand over `objects` and `jsons` (their own state) and the `per_rank` keys of `tensors` (their
+        shards), and wait for rank 0's rename."""
         name = checkpoint_name(step)
         staging = self.root / f".ranks-{name}"
         if ranks.active() and not ranks.is_main():
-            return self._hand_over(step, staging, payloads({}, objects, jsons))
+            own = {k: v for k, v in tensors.items() if k in per_rank}
+            return self._hand_over(step, staging, payloads(own, objects, jsons))
         ranks.barrier()  # every other rank's state is in `staging`
         try:
             own = payloads(tensors, objects, jsons)
@@ -249,23 +254,34 @@ class Checkpointer:
 
 
 def trainable_tensors(modules: dict[str, nn.Module]) -> dict[str, dict[str, torch.Tensor]]:
-    """Tensors to save per module: its full state, only the adapters of a LoRA model (the base is rebuilt),
-    nothing of a module that trains nothing (a frozen base)."""
+    """Tensors to save per module: its full state (this rank's shards of a sharded one), only the adapters of a
+    LoRA model (the base is rebuilt), nothing of a module that trains nothing (a frozen base)."""
     out = {}
     for key, module in modules.items():
         if is_lora(module):
             out[key] = {n: q.detach() for n, q in module.named_parameters() if q.requires_grad}
         elif any(q.requires_grad for q in module.parameters()):
-            out[key] = module.state_dict()
+            out[key] = {n: local(t) for n, t in module.state_dict().items()}
     return out
 
 
 def load_trainables(ckpt: Checkpoint, modules: dict[str, nn.Module]) -> None:
-    """Load each module that the checkpoint holds (LoRA adapters non-strictly: the base is not in it)."""
+    """Load each module that the checkpoint holds (LoRA adapters non-strictly: the base is not in it; a sharded
+    module from this rank's shards)."""
     saved = set(ckpt.manifest.get("files", {}))
     for key, module in modules.items():
-        if f"{key}.safetensors" not in saved:
+        if not is_sharded(module):
+            if f"{key}.safetensors" in saved:
+                _, unexpected = module.load_state_dict(ckpt.tensors(key), strict=not is_lora(module))
+                if unexpected:
+                    raise CheckpointError(f"{ckpt.path.name} has unknown tensors for {key}: {unexpected[:3]}")
             continue
-        _, unexpected = module.load_state_dict(ckpt.tensors(key), strict=not is_lora(module))
-        if unexpected:
-            raise CheckpointError(f"checkpoint {ckpt.path.name} has unknown tensors for {key}: {unexpected[:3]}")
+        name = rank_key(key, ranks.rank())
+        if f"{name}.safetensors" not in saved:
+            raise CheckpointError(f"{ckpt.path.name} holds no shards of {key} for process {ranks.rank()} ({name})")
+        shards, current = ckpt.tensors(name), module.state_dict()
+        if set(shards) != set(current):
+            raise CheckpointError(f"{ckpt.path.name}: {name} does not match the model's tensors")
+        with torch.no_grad():
+            for n, t in current.items():
+                local(t).copy_(shards[n])

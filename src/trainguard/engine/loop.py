@@ -13,6 +13,7 @@ from typing import Any
 import torch
 from accelerate.utils import DistributedType
 from torch import nn
+from torch.distributed.tensor import DTensor
 
 from trainguard import ranks
 from trainguard.data.batches import TokenBatch
@@ -23,6 +24,7 @@ from trainguard.engine.pieces import RunServices, StagePieces
 from trainguard.engine.recovery import Recovery
 from trainguard.engine.reviews import Reviews
 from trainguard.engine.schedule import lr_at
+from trainguard.engine.sharding import LocalOptimizerState, is_sharded, local, norms
 from trainguard.engine.state import RngBundle, StateRegistry
 from trainguard.engine.stats import abs_max, global_norm, nonfinite_counts, update_norm
 from trainguard.engine.step import StepTensors
@@ -45,6 +47,8 @@ class Engine(Recovery, Reviews):
         self.state, self.knobs, self.hooks, self.faults = s.state, s.knobs, s.hooks, s.faults
         self.modules: dict[str, nn.Module] = {"model": p.model, **p.heads}
         self.params = [q for m in self.modules.values() for q in m.parameters() if q.requires_grad]
+        self.sharded = [is_sharded(p.model) and isinstance(q, DTensor) for q in self.params]  # run.fsdp
+        self.replicated = [q for q, s in zip(self.params, self.sharded, strict=True) if not s]
         self.policy = self.accelerator.unwrap_model(p.model, keep_torch_compile=False)
         self.matmul_params = matmul_params(self.policy)  # for perf/mfu
         self.eval_data = p.source.eval_data()
@@ -52,7 +56,8 @@ class Engine(Recovery, Reviews):
         s.checkpointer.keep = p.stage.save_total_limit
         self._post: tuple[int, torch.Tensor] | None = None  # (step, [weight_norm, update_norm]) not yet read
         self.registry = StateRegistry()
-        for key, piece in (("train", s.state), ("optimizer", p.optimizer), ("source", p.source)):
+        optimizer = LocalOptimizerState(p.optimizer) if any(self.sharded) else p.optimizer
+        for key, piece in (("train", s.state), ("optimizer", optimizer), ("source", p.source)):
             self.registry.register(key, piece)
         self.registry.register("objective", p.objective)
         for plugin in p.plugins:
@@ -116,7 +121,7 @@ class Engine(Recovery, Reviews):
             self.backward(update, step, acc)
             if k == len(updates) - 1:
                 break  # the last update waits for the guard
-            before = before or [q.detach().clone() for q in self.params]
+            before = before or self.weights(copy=True)
             self.optimizer.step()
             self.optimizer.zero_grad(set_to_none=True)
             applied += 1
@@ -131,8 +136,10 @@ class Engine(Recovery, Reviews):
         metrics, norms, post = acc.sync(list(previous[1]) if previous else [])  # the step's one host sync
         if previous is not None:
             alerts += self.read_post(previous[0], post)
-        if not math.isfinite(metrics["grad/norm"]):
-            nan, inf = nonfinite_counts([q.grad for q in self.params if q.grad is not None])
+        if not math.isfinite(metrics["grad/norm"]):  # over every rank's shards: all ranks see the same norm
+            nan, inf = nonfinite_counts([local(q.grad) for q in self.params if q.grad is not None])
+            if any(self.sharded):
+                nan, inf = ranks.sum_int(nan), ranks.sum_int(inf)
         else:
             nan, inf = 0, 0
         metrics |= {"opt/lr": lrs.pop("model", next(iter(lrs.values()), 0.0))}
@@ -144,12 +151,11 @@ class Engine(Recovery, Reviews):
             self.optimizer.zero_grad(set_to_none=True)
             metrics["guard/skipped"] = 1.0
         elif pending:
-            before = before or [q.detach().clone() for q in self.params]
+            before = before or self.weights(copy=True)
             self.optimizer.step()
             self.optimizer.zero_grad(set_to_none=True)
         if before is not None and "guard/skipped" not in metrics:
-            after = [q.detach() for q in self.params]
-            self._post = (step, torch.stack([global_norm(after), update_norm(after, before)]))
+            self._post = (step, self.post_norms(self.weights(), before))
         metrics["opt/inner_updates"] = acc.updates
         dt = time.perf_counter() - t0
         n_tokens = acc.tokens  # over every rank
@@ -177,12 +183,14 @@ class Engine(Recovery, Reviews):
                 loss = self.faults.loss(loss, step)
             self.accelerator.backward(loss)
             acc.add_micro(loss, out, units)
-        ranks.sum_grads(self.params)  # every rank's share of the update (no-op with one process)
+        ranks.sum_grads(self.replicated)  # every rank's share of the update (no-op with one process)
         if self.faults is not None:
             self.faults.grads(self.params, step)
-        grads = [q.grad for q in self.params if q.grad is not None]
+        grads = [local(q.grad) for q in self.params if q.grad is not None]
         grad_max = abs_max(grads)  # before the clip scales them
-        norm = self.clip(grads) if self.stage.max_grad_norm is not None else None
+        if any(self.sharded):  # FSDP already reduce-scattered them: each rank holds its shards
+            grad_max = ranks.max_(grad_max)
+        norm = self.clip(grads) if self.stage.max_grad_norm is not None else self.grad_norm(grads)
         acc.add_grads(grads, grad_max, norm)
 
     def clip(self, grads: list[torch.Tensor]) -> torch.Tensor:
@@ -193,9 +201,31 @@ class Engine(Recovery, Reviews):
         if self.accelerator.distributed_type not in PLAIN_GRADIENTS:
             return self.accelerator.clip_grad_norm_(self.params, max_norm)
         self.accelerator.unscale_gradients()
-        norm = torch.nn.utils.get_total_norm(grads)
-        torch.nn.utils.clip_grads_with_norm_(self.params, max_norm, torch.where(norm.isfinite(), norm, 0.0))
+        norm = self.grad_norm(grads)
+        if any(self.sharded):  # torch's clip would mix the shards with a plain norm
+            coef = torch.clamp(max_norm / (torch.where(norm.isfinite(), norm, 0.0) + 1e-6), max=1.0)
+            torch._foreach_mul_(grads, coef)
+        else:
+            torch.nn.utils.clip_grads_with_norm_(self.params, max_norm, torch.where(norm.isfinite(), norm, 0.0))
         return norm
+
+    def grad_norm(self, grads: list[torch.Tensor]) -> torch.Tensor | None:
+        """The gradient's global norm over every rank's shards (None without shards: the step works it out)."""
+        if not any(self.sharded):
+            return torch.nn.utils.get_total_norm(grads) if self.stage.max_grad_norm is not None else None
+        return norms([[local(q.grad) for q in self.params]], self.sharded)[0]
+
+    def weights(self, copy: bool = False) -> list[torch.Tensor]:
+        """The trainables as this rank holds them (its shards under FSDP); `copy`: a scratch copy."""
+        held = [local(q.detach()) for q in self.params]
+        return [t.clone() for t in held] if copy else held
+
+    def post_norms(self, after: list[torch.Tensor], before: list[torch.Tensor]) -> torch.Tensor:
+        """[||w||, ||Δw||] after an update; `before` is overwritten (see update_norm)."""
+        if not any(self.sharded):
+            return torch.stack([global_norm(after), update_norm(after, before)])
+        torch._foreach_sub_(before, after)
+        return norms([after, before], self.sharded)
 
     def decide(
         self, metrics: dict[str, float], alerts: list[Alert], act_alerts: list[Alert], applied: list[float], step: int

@@ -22,6 +22,11 @@ class OptimizerSection(Section):
     weight_decay: float = Field(0.01, ge=0, description="Decoupled weight decay on matrices (seed default 0.01).")
     betas: tuple[float, float] = Field((0.9, 0.999), description="Adam betas.")
     eps: float = Field(1e-8, gt=0, description="Adam epsilon.")
+    fused: bool = Field(
+        False,
+        description="torch's fused AdamW kernel (CPU and GPU): 3-5x faster than the multi-tensor default, equal to "
+        "~1e-8 a step; off by default so that runs reproduce the numbers recorded before it existed.",
+    )
     groups: dict[str, ParamGroupSection] = Field(
         default_factory=dict,
         description="Per trainable module (`model` or an objective's head, e.g. `value_head`): LR multiplier and "
@@ -58,7 +63,8 @@ def build_optimizer(
     groups = param_groups(modules, cfg, defaults)
     if not groups:
         raise ConfigError("nothing to train: every parameter is frozen (check freeze_base and the objective's heads)")
-    return AdamW(groups, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, foreach=True)
+    kernel = {"fused": True} if cfg.fused else {"foreach": True}
+    return AdamW(groups, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, **kernel)
 
 
 def set_group_lrs(optimizer: Optimizer, factor: Any) -> dict[str, float]:

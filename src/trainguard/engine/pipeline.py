@@ -2,6 +2,7 @@
 
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -20,6 +21,7 @@ from trainguard.engine.loop import Engine
 from trainguard.engine.outcome import GuardStop, Hooks, StageResult
 from trainguard.engine.pieces import RunServices
 from trainguard.engine.review import DeploymentRejected, RunReview
+from trainguard.engine.sharding import gathered, is_sharded
 from trainguard.engine.stage import StageBuilder
 from trainguard.engine.state import Knobs, TrainState, WorldMemory, seed_everything
 from trainguard.errors import RunDirError
@@ -228,9 +230,11 @@ class Pipeline:
         knobs = Knobs()  # a new stage starts at its configured LR and clip
         pieces, companions = self.builder.build(index, knobs)
         policy = self.accelerator.unwrap_model(pieces.model, keep_torch_compile=False)
-        if index == 0 and ranks.is_main():
-            result.accuracy["before"] = self.measure_accuracy("before", policy)
-            self.review.skills("before", policy)
+        origin = self.builder.start(index)
+        whole = lambda: gathered(policy, lambda: self.builder.model(index, origin))  # noqa: E731 (rank 0; collective)
+        if index == 0 and (before := whole()) is not None:
+            result.accuracy["before"] = self.measure_accuracy("before", before)
+            self.review.skills("before", before)
         pieces.generation = self.generation_checks(pieces.guard, self.cfg.stage_guard(index))
         heads = {k: self.accelerator.unwrap_model(h) for k, h in pieces.heads.items()}
         services = RunServices(
@@ -242,8 +246,8 @@ class Pipeline:
                 event=lambda kind, msg, severity="info", **data: self.event(kind, msg, severity, stage.name, **data),
                 alert=lambda alert: self.record_alert(alert, stage.name),
                 forget_after=self.sinks.forget_after,
-                on_best=(lambda: export_model(policy, self.tokenizer, self.run.best, heads=heads))
-                if ranks.is_main()
+                on_best=(lambda: self.export(whole(), self.run.best, heads))
+                if ranks.is_main() or is_sharded(policy)
                 else None,
                 decode=lambda ids: self.tokenizer.batch_decode(ids, skip_special_tokens=True),
             ),
@@ -271,18 +275,22 @@ class Pipeline:
         with StageProgress(self.console, stage.name, pieces.total_steps, start, enabled, log_every) as progress:
             engine.progress = progress
             stage_result = engine.fit()
-        if ranks.is_main():
-            export_model(policy, self.tokenizer, self.run.stage_export(stage.name, last), heads=heads)
+        self.final_model = plain = whole()
+        self.export(plain, self.run.stage_export(stage.name, last), heads)
         ranks.barrier()  # the next stage starts from this export on every process
         self.event("stage_end", f"stage {stage.name} done at step {self.state.global_step}", stage=stage.name)
-        if stage.objective.name not in ("reward", "cost") and ranks.is_main():  # those train a scorer
+        if stage.objective.name not in ("reward", "cost") and plain is not None:  # those train a scorer
             if not last:
-                self.measure_accuracy(f"after-{stage.name}", policy)  # the lift each stage adds, once
-            for alert in self.review.forgetting(index, policy, self.state.global_step):
+                self.measure_accuracy(f"after-{stage.name}", plain)  # the lift each stage adds, once
+            for alert in self.review.forgetting(index, plain, self.state.global_step):
                 self.record_alert(alert, stage.name)
-            self.review.skills(stage.name, policy)
-        self.final_model = policy
+            self.review.skills(stage.name, plain)
         return stage_result
+
+    def export(self, model: torch.nn.Module | None, folder: Path, heads: dict[str, torch.nn.Module]) -> None:
+        """Rank 0 writes the export; `model` is None on the other ranks of a sharded run (see gathered)."""
+        if model is not None and ranks.is_main():
+            export_model(model, self.tokenizer, folder, heads=heads)
 
     def device_peak(self, policy: torch.nn.Module) -> float | None:
         """The device's peak at the dtype the step computes in (autocast's, else the weights')."""

@@ -5,6 +5,7 @@ kept apart so the step's file reads as the step."""
 from typing import Any
 
 from trainguard.engine.checkpoint import Checkpoint, load_trainables, trainable_tensors
+from trainguard.engine.sharding import is_sharded
 from trainguard.guard.policies import Decision
 
 
@@ -67,6 +68,7 @@ class Recovery:
             jsons={"state": plain},
             meta={"stage": self.stage.name, "stage_index": self.pieces.index, **self.services.checkpoint_meta},
             healthy=healthy,
+            per_rank=frozenset(key for key, module in self.unwrapped().items() if is_sharded(module)),
         )
         note = "" if healthy else " (not healthy)"
         self.hooks.event("checkpoint", f"saved {ckpt.path.name}{note}", path=str(ckpt.path), healthy=healthy)

@@ -19,6 +19,7 @@ from trainguard.data.sources import SOURCES, Source, SourceContext
 from trainguard.engine.companions import Companion, load_companion, reference_policy
 from trainguard.engine.optim import build_optimizer
 from trainguard.engine.pieces import StagePieces
+from trainguard.engine.sharding import shard
 from trainguard.engine.state import Knobs
 from trainguard.engine.watch import StageWatch
 from trainguard.errors import ConfigError
@@ -164,6 +165,8 @@ class StageBuilder:
         for module in (model, *heads.values()):
             if not is_quantized(module):
                 module.to(self.accelerator.device)
+        if self.cfg.run.fsdp:  # in place, before the optimizer sees the parameters (now shards)
+            shard(model)
         optimizer = build_optimizer({"model": model, **heads}, stage.optimizer, objective.param_group_defaults())
         model, *prepared = (self.accelerator.prepare_model(m, evaluation_mode=True) for m in (model, *heads.values()))
         if self.cfg.run.compile:  # the training forward; unwrap_model hands the plain model to generation and exports

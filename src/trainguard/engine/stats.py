@@ -11,7 +11,8 @@ def global_norm(tensors: list[torch.Tensor]) -> torch.Tensor:
 
 def abs_max(tensors: list[torch.Tensor]) -> torch.Tensor:
     """max |x| as max(max x, -min x) from one aminmax per tensor: no |x| copy of every gradient (a third of
-    the cost on the tiny model); NaN propagates."""
+    the cost on the tiny model); NaN propagates. Empty tensors (a rank's share of a small sharded one) are left out."""
+    tensors = [t for t in tensors if t.numel()]
     if not tensors:
         return torch.zeros(())
     extremes = [torch.aminmax(t.detach()) for t in tensors]

@@ -12,6 +12,7 @@ from torch import nn
 
 from trainguard import ranks
 from trainguard.data.batches import TokenBatch, TokenizedExample, collate
+from trainguard.engine.sharding import local
 from trainguard.section import Section
 
 FaultKind = Literal["nan_loss", "inf_grad", "lr_spike", "grad_spike", "corrupt_batch", "contaminate", "dead_units"]
@@ -65,7 +66,7 @@ class FaultInjector:
         return loss * float("nan") if self._fire("nan_loss", step) else loss
 
     def grads(self, params: list[nn.Parameter], step: int) -> None:
-        grads = [p.grad for p in params if p.grad is not None]
+        grads = [local(p.grad) for p in params if p.grad is not None]  # this rank's shards under FSDP
         if self._fire("inf_grad", step) and grads:
             grads[0].view(-1)[0] = float("inf")
         if (spec := self._fire("grad_spike", step)) and grads:

@@ -74,6 +74,8 @@ class Objective(ABC):
     default_source: ClassVar[str] = "records"
     #: whether a falling loss means progress (the guard's loss detectors watch it); not so for policy gradients
     loss_tracks_progress: ClassVar[bool] = True
+    #: whether its step generates (rollouts): every process then decodes in lockstep
+    generates: ClassVar[bool] = False
 
     def __init__(self, config: ObjectiveConfig, ctx: ObjectiveContext) -> None:
         self.config = config

@@ -19,6 +19,7 @@ class PolicyGradientObjective(Objective):
     best_metric = "eval/reward_mean"
     best_mode = "max"
     loss_tracks_progress = False
+    generates = True
     kl_field: ClassVar[str] = "kl_coef"  # the config key of the KL coefficient, for the error message
 
     def __init__(self, config: ObjectiveConfig, ctx: ObjectiveContext, kl_coef: float) -> None:
