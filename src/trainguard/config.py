@@ -341,37 +341,6 @@ def resolve_data_paths(tree: dict[str, Any], base: Path) -> None:
                     src["path"] = str(found[0].resolve())
 
 
-def apply_affine_layout(tree: dict[str, Any]) -> None:
-    """A data section in the Affine guide's layout (`affine.num_samples`, `agentgym.{num_episodes,
-    max_episode_length, environments}`) as it stands: task sources for the data, and each `episodes` stage that
-    names no `env` gets the layout's environment (when it names exactly one)."""
-    from trainguard.tasks.aliases import from_affine_layout, is_affine_layout
-
-    if not is_affine_layout(tree.get("data")):
-        return
-    affine = from_affine_layout(tree["data"])
-    if not affine.data:
-        raise ConfigError(
-            "data: the Affine layout names no affine tasks (affine.num_samples); the run needs records for its "
-            "data section: add `affine`, or a `sources` list. Environments are played by RL stages "
-            "(source: {name: episodes, env: ...})"
-        )
-    tree["data"] = affine.data
-    for i, stage in enumerate(tree.get("stages") or []):
-        source = stage.get("source") if isinstance(stage, dict) else None
-        if isinstance(source, dict) and source.get("name") == "episodes" and "env" not in source:
-            if len(affine.episodes) != 1:
-                names = ", ".join(e["env"] for e in affine.episodes) or "none"
-                raise ConfigError(f"stages.{i}.source.env: name one of the layout's environments ({names})")
-            episode = affine.episodes[0]
-            stage["source"] = {
-                **source,
-                "env": episode["env"],
-                "n_seeds": episode["n_seeds"],
-                "params": {**episode["params"], **source.get("params", {})},
-            }
-
-
 def parse_config(tree: Any, source: str = "config", base: Path | None = None) -> RunConfig:
     """Validate a parsed run file; its `imports` are imported first (files resolved against `base`)."""
     if not isinstance(tree, dict):
@@ -383,6 +352,8 @@ def parse_config(tree: Any, source: str = "config", base: Path | None = None) ->
     for entry in tree["imports"]:
         load_plugin(entry)
     resolve_data_paths(tree, base or Path.cwd())
+    from trainguard.tasks.aliases import apply_affine_layout  # the task registry loads on first use
+
     apply_affine_layout(tree)
     try:
         return RunConfig.model_validate(tree)

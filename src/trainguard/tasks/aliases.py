@@ -123,3 +123,32 @@ def _count(section: Mapping[str, Any], where: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ConfigError(f"data.{where} must be a whole number >= 1, got {value!r}")
     return value
+
+
+def apply_affine_layout(tree: dict[str, Any]) -> None:
+    """A data section in the Affine guide's layout (`affine.num_samples`, `agentgym.{num_episodes,
+    max_episode_length, environments}`) as it stands: task sources for the data, and each `episodes` stage that
+    names no `env` gets the layout's environment (when it names exactly one)."""
+    if not is_affine_layout(tree.get("data")):
+        return
+    affine = from_affine_layout(tree["data"])
+    if not affine.data:
+        raise ConfigError(
+            "data: the Affine layout names no affine tasks (affine.num_samples); the run needs records for its "
+            "data section: add `affine`, or a `sources` list. Environments are played by RL stages "
+            "(source: {name: episodes, env: ...})"
+        )
+    tree["data"] = affine.data
+    for i, stage in enumerate(tree.get("stages") or []):
+        source = stage.get("source") if isinstance(stage, dict) else None
+        if isinstance(source, dict) and source.get("name") == "episodes" and "env" not in source:
+            if len(affine.episodes) != 1:
+                names = ", ".join(e["env"] for e in affine.episodes) or "none"
+                raise ConfigError(f"stages.{i}.source.env: name one of the layout's environments ({names})")
+            episode = affine.episodes[0]
+            stage["source"] = {
+                **source,
+                "env": episode["env"],
+                "n_seeds": episode["n_seeds"],
+                "params": {**episode["params"], **source.get("params", {})},
+            }
