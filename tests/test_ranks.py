@@ -110,8 +110,14 @@ def close(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
 
 @pytest.mark.slow
 def test_two_processes_train_as_one_process_with_the_same_global_batch(tmp_path):
-    one = write_config(tmp_path / "one.yaml", tiny_config(tmp_path / "one", stages=[STAGE]))
-    two = write_config(tmp_path / "two.yaml", tiny_config(tmp_path / "two", stages=[STAGE]))
+    """On a mix with hard examples: every process folds every process's row losses into the pools, so the hard
+    draws (a quarter of each batch) are the one process's too."""
+    words = {"min_len": 3, "max_len": 6}
+    data = {"sources": [{"task": t, "n": 200, "params": words} for t in ("reverse", "sort")]}
+    mix = {"name": "mix", "weights": {"reverse": 0.5, "sort": 0.5}, "hard": {"fraction": 0.25, "pool": 16}}
+    stage = STAGE | {"source": mix}
+    one = write_config(tmp_path / "one.yaml", tiny_config(tmp_path / "one", data=data, stages=[stage]))
+    two = write_config(tmp_path / "two.yaml", tiny_config(tmp_path / "two", data=data, stages=[stage]))
     finish(launch(one, processes=1))
     finish(launch(two))
     run1, run2 = tmp_path / "one" / "t", tmp_path / "two" / "t"
@@ -126,6 +132,10 @@ def test_two_processes_train_as_one_process_with_the_same_global_batch(tmp_path)
     assert a[12] < a[1] - 1.0  # it learnt
     assert losses(run2 / "ranks" / "rank-1" / "metrics.db") == b  # every rank logs the all-reduced step
     assert close(weights(run1), weights(run2)) < 1e-4
+    pools = [json.loads((last / name).read_text())["source"]["pool"] for name in ("state.json", "state.rank1.json")]
+    assert pools[0] == pools[1] and sum(map(len, pools[0].values())) == 32  # both groups' pools full, alike
+    one_last = json.loads((run1 / "checkpoints" / last.name / "state.json").read_text())["source"]["pool"]
+    assert {g: [j for j, _ in p] for g, p in one_last.items()} == {g: [j for j, _ in p] for g, p in pools[0].items()}
 
 
 @pytest.mark.slow

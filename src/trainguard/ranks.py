@@ -13,9 +13,12 @@ process every function here is a no-op, so the single-process numbers never chan
 
 import os
 from collections.abc import Iterable
+from typing import Any, TypeVar
 
 import torch
 import torch.distributed as dist
+
+T = TypeVar("T")
 
 
 def active() -> bool:
@@ -79,6 +82,15 @@ def max_(tensor: torch.Tensor) -> torch.Tensor:
 def max_int(value: int) -> int:
     """The largest `value` over the ranks."""
     return int(max_(torch.tensor([value], dtype=torch.int64)).item()) if active() else value
+
+
+def gather(value: T) -> list[T]:
+    """Every rank's `value` (JSON-like: lists, numbers, strings), in rank order; `[value]` with one process."""
+    if not active():
+        return [value]
+    everyone: list[Any] = [None] * world_size()
+    dist.all_gather_object(everyone, value)
+    return everyone
 
 
 def sum_grads(params: Iterable[torch.nn.Parameter]) -> None:

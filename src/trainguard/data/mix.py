@@ -19,6 +19,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
+from trainguard import ranks
 from trainguard.data.batches import Batch, TokenBatch, collate
 from trainguard.data.records import RecordSet
 from trainguard.data.sources import SOURCES, RecordSource, RecordSourceConfig, Source, SourceConfig, SourceContext
@@ -124,14 +125,6 @@ class MixSource(Source):
     Config = MixSourceConfig
     shardable = True
 
-    def shard(self, rank: int, world: int) -> None:
-        if world > 1 and self.hard is not None:
-            raise ConfigError(
-                "source.hard learns from every row's loss, and each process sees only its share: remove source.hard "
-                "or run with one process"
-            )
-        super().shard(rank, world)
-
     def split(self) -> tuple[str, int]:
         return "batch_size", self.batch_size
 
@@ -230,14 +223,21 @@ class MixSource(Source):
 
     def absorb(self) -> None:
         """Fold the observed losses into the pools: one host sync (a .tolist()) per engine step, and only when
-        hard examples are on. Non-finite losses are dropped (the guard handles those steps)."""
+        hard examples are on. Non-finite losses are dropped (the guard handles those steps). With many processes
+        every rank folds in every rank's rows, micro-batch by micro-batch in the one-process order, so the pools
+        (and the hard draws every rank makes from them) stay the same everywhere."""
         if not self._pending:
             return
         pending, self._pending = self._pending, []
-        losses = torch.cat([loss.float().reshape(-1) for _, _, loss in pending]).tolist()
-        rows = [(name, j) for tasks, ids, _ in pending for name, j in zip(tasks, ids, strict=True)]
+        flat = torch.cat([loss.float().reshape(-1) for _, _, loss in pending]).tolist()
+        ends = list(itertools.accumulate(len(ids) for _, ids, _ in pending))
+        mine = [
+            (list(t), list(ids), flat[end - len(ids) : end]) for (t, ids, _), end in zip(pending, ends, strict=True)
+        ]
+        everyone = ranks.gather(mine)
+        seen = [row for k in range(len(mine)) for theirs in everyone for row in zip(*theirs[k], strict=True)]
         assert self.hard is not None
-        for (name, j), loss in zip(rows, losses, strict=True):
+        for name, j, loss in seen:
             if name in self.pool and math.isfinite(loss):
                 self.pool[name][j] = loss
         for name, pool in self.pool.items():

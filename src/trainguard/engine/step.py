@@ -18,7 +18,6 @@ import math
 from dataclasses import dataclass, field
 
 import torch
-import torch.distributed as dist
 
 from trainguard import ranks
 from trainguard.engine.stats import global_norm
@@ -131,6 +130,4 @@ def shared_names(names: list[str]) -> list[str]:
     """`names` in one order on every rank: their union (a rank whose shard lacks a task adds a zero)."""
     if not ranks.active():
         return names
-    everyone: list[list[str] | None] = [None] * ranks.world_size()
-    dist.all_gather_object(everyone, sorted(names))
-    return sorted({name for names in everyone for name in names or []})
+    return sorted({name for names in ranks.gather(sorted(names)) for name in names})
