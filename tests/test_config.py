@@ -115,6 +115,7 @@ def test_schema_lists_sections_with_descriptions():
         "deployment",
         "faults",
         "imports",
+        "sandbox",
     }
     lr = schema["$defs"]["OptimizerSection"]["properties"]["lr"]
     assert lr["default"] == 2e-5 and "seed default" in lr["description"]

@@ -24,6 +24,7 @@ from trainguard.models.config import PRESET_LR, LoraSection, ModelSection, Token
 from trainguard.objectives import OBJECTIVES, STEP_PLUGINS, ObjectiveConfig, StepPluginConfig
 from trainguard.plugins import load_plugin, resolve_plugin
 from trainguard.run_sections import EvalSection, RunSection, TrackingSection
+from trainguard.sandbox.limits import SandboxSection
 from trainguard.section import Section
 
 __all__ = [
@@ -169,6 +170,9 @@ class RunConfig(Section):
     stages: list[StageSection] = Field(min_length=1, description="Stages run in order in one run folder.")
     eval: EvalSection = Field(default_factory=EvalSection, description="Held-out task accuracy before and after.")
     tracking: TrackingSection = Field(default_factory=TrackingSection, description="Mirrors and progress display.")
+    sandbox: SandboxSection = Field(
+        default_factory=SandboxSection, description="Where sandboxed programs run: here, or across a Ray cluster."
+    )
     guard: GuardSection = Field(default_factory=GuardSection, description="Detectors, policies and rollback.")
     deployment: DeploymentGate | None = Field(
         None,

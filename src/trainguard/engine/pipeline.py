@@ -35,6 +35,7 @@ from trainguard.guard.report import write_guard_report
 from trainguard.models.bdh import is_bdh
 from trainguard.models.loading import export_model, load_tokenizer
 from trainguard.rundir import RunDir
+from trainguard.sandbox import pool as sandbox_pool
 from trainguard.tasks import build_task
 from trainguard.track.sinks import Sinks, StoreSink, TensorBoardSink
 from trainguard.track.store import read_table
@@ -57,6 +58,7 @@ class Pipeline:
         """Load the tokenizer and the data first: bad data stops here, before any run folder is made."""
         self.cfg, self.console = cfg, console
         self.accelerator = configure_torch(cfg.run)
+        sandbox_pool.use(cfg.sandbox)  # where the tasks' sandboxed programs run
         seed_everything(cfg.run.seed)
         self.tokenizer = load_tokenizer(cfg.model, cfg.tokenizer)
         self.state, self.world = TrainState(), WorldMemory()

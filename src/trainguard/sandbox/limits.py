@@ -16,6 +16,23 @@ from trainguard.section import Section
 Status = Literal["ok", "error", "timeout", "memory", "output_limit", "killed"]
 
 
+class SandboxSection(Section):
+    """Where a run's sandboxed programs (bash_command, tool_use, execution tasks) run."""
+
+    backend: Literal["local", "ray"] = Field(
+        "local",
+        description="local: a pool of sandbox processes here; ray: Ray actors across a cluster's machines, each with "
+        "its own local pool (the `ray` extra).",
+    )
+    workers: int | None = Field(
+        None, gt=0, description="Sandboxes per machine (default: min(4, CPU cores)), or per Ray actor (default 1)."
+    )
+    ray_address: str | None = Field(
+        None, description="The Ray cluster to join (`auto`, `ray://head:10001`); default: a new local one."
+    )
+    ray_hosts: int = Field(1, gt=0, description="Ray actors, spread over the nodes, each with `workers` sandboxes.")
+
+
 class Limits(Section):
     """Caps applied to every program; a run may tighten or loosen them per call (`limits.model_copy`)."""
 

@@ -15,10 +15,14 @@ import threading
 import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
 
 from trainguard.sandbox.cgroups import MemoryCgroup, PidsCgroup
 from trainguard.sandbox.launch import Isolation, SandboxUnavailable, detect, lease_uid, user_args, worker_command
-from trainguard.sandbox.limits import ExecResult, Limits
+from trainguard.sandbox.limits import ExecResult, Limits, SandboxSection
+
+if TYPE_CHECKING:
+    from trainguard.sandbox.ray_pool import RayPool
 
 STARTUP_S = 20.0  # a cold start of bubblewrap + Python, generously
 GRACE_S = 5.0  # how long past a run's timeout the host waits before it declares the worker stuck
@@ -224,15 +228,30 @@ class SandboxPool:
         self.close()
 
 
-_shared: SandboxPool | None = None
+_shared: "SandboxPool | RayPool | None" = None
+_config = SandboxSection()
 
 
-def shared_pool(workers: int | None = None) -> SandboxPool:
-    """The process-wide pool tasks score with; `workers` resizes it (closing the old one)."""
+def use(config: SandboxSection) -> None:
+    """Where `shared_pool` runs programs from now on (a run's `sandbox` section); a change closes the old pool."""
+    global _config
+    if config != _config and _shared is not None:
+        _shared.close()
+    _config = config
+
+
+def shared_pool(workers: int | None = None) -> "SandboxPool | RayPool":
+    """The process-wide pool tasks score with, as `use` set it; `workers` resizes it (closing the old one)."""
     global _shared
-    if _shared is None or _shared.closed or (workers is not None and workers != _shared.size):
+    workers = workers or _config.workers
+    if _shared is None or _shared.closed or (workers is not None and workers * _config.ray_hosts != _shared.size):
         if _shared is not None:
             _shared.close()
-        _shared = SandboxPool(workers or min(4, os.cpu_count() or 1))
+        if _config.backend == "ray":
+            from trainguard.sandbox.ray_pool import RayPool
+
+            _shared = RayPool(_config.ray_hosts, workers or 1, _config.ray_address)
+        else:
+            _shared = SandboxPool(workers or min(4, os.cpu_count() or 1))
         atexit.register(_shared.close)
     return _shared
