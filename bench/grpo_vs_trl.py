@@ -36,12 +36,20 @@ SFT_STEPS, SFT_WARMUP = 200, 30  # examples/grpo.yaml's SFT stage: the policy an
 
 
 def our_config(
-    work: Path, preset: str, prompts: int, group: int, max_new: int, steps: int, sft_steps: int
+    work: Path,
+    preset: str,
+    prompts: int,
+    group: int,
+    max_new: int,
+    steps: int,
+    sft_steps: int,
+    fused: bool = False,
+    compiled: bool = False,
 ) -> dict[str, Any]:
     """SFT on noisy demonstrations (its export is the shared starting model), then GRPO: one update per rollout
-    batch, no KL, the guard on as in any run."""
+    batch, no KL, the guard on as in any run; `fused`/`compiled`: GRPO with optimizer.fused / run.compile."""
     return {
-        "run": {"name": f"grpo-vs-trl-{preset}", "seed": SEED, "out_dir": str(work), "threads": 2},
+        "run": {"name": f"grpo-vs-trl-{preset}", "seed": SEED, "out_dir": str(work), "threads": 2, "compile": compiled},
         "model": {"preset": preset},
         "tokenizer": {"max_length": 64},
         "data": {"sources": [{"task": TASK, "n": 1000, "params": PARAMS, "noise": 0.5}]},
@@ -70,7 +78,7 @@ def our_config(
                     "eval_prompts": 0,
                 },
                 "max_steps": steps,
-                "optimizer": {"lr": LR, "weight_decay": 0.0},
+                "optimizer": {"lr": LR, "weight_decay": 0.0, "fused": fused},
                 "schedule": {"warmup_steps": 0, "name": "constant"},
                 "eval_every": 10**6,
                 "save_every": 10**6,
@@ -105,8 +113,8 @@ def run_ours(work: Path, preset: str, sizes: dict[str, int]) -> dict[str, Any]:
 
 def our_prompt_order(steps: int, prompts: int) -> list[int]:
     """The instance ids our rollout source drew, in order: its pool draw with the GRPO stage's seed (run seed +
-    stage index 1), pool 0..1999 (the source's defaults)."""
-    return PoolSource.draw(SimpleNamespace(seed=SEED + 1, cursor=0), steps * prompts, 2000, 0)
+    stage index 1), pool 0..1999 (the source's defaults), as one process (all rows its own)."""
+    return PoolSource.draw(SimpleNamespace(seed=SEED + 1, cursor=0, rows=range), steps * prompts, 2000, 0)
 
 
 class TrlClock(TrainerCallback):
@@ -265,6 +273,7 @@ def summary(side: dict[str, Any], skip: int, tokens_per_step: list[float]) -> di
 def bench_row(work: Path, preset: str, sizes: dict[str, int], skip: int) -> dict:
     """One model: ours, then TRL from our SFT export, with the same sizes; both summarised."""
     prompts, group, max_new, steps = (sizes[k] for k in ("prompts", "group", "max_new", "steps"))
+    options = {"fused": sizes["fused"], "compiled": sizes["compiled"]}
     ours = run_ours(work, preset, sizes)
     ids = our_prompt_order(steps, prompts)
     trl = run_trl(ours["folder"], ids, prompts, group, max_new, steps)
@@ -285,6 +294,7 @@ def bench_row(work: Path, preset: str, sizes: dict[str, int], skip: int) -> dict
         "max_new_tokens": max_new,
         "steps": steps,
         "warmup_skipped": skip,
+        "ours_options": options,
         "ours": summary(ours, skip, [n * x for x in ours["response_len"]]),
         "trl": summary(trl, skip, [n * x for x in trl["response_len"]]),
         "raw": {"ours": {k: v for k, v in ours.items() if k != "folder"}, "trl": trl},
@@ -350,6 +360,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=32, help="GRPO steps per side, warm-up included.")
     ap.add_argument("--warmup", type=int, default=2, help="First steps left out of the statistics.")
     ap.add_argument("--sft-steps", type=int, default=SFT_STEPS, help="SFT steps that make the shared start model.")
+    ap.add_argument("--fused", action="store_true", help="Ours with optimizer.fused (TRL's default AdamW kernel).")
+    ap.add_argument("--compile", action="store_true", help="Ours with run.compile (the training forward).")
     ap.add_argument("--out", default=str(ROOT / "bench" / "grpo_vs_trl.json"))
     args = ap.parse_args()
     torch.set_num_threads(2)
@@ -362,6 +374,8 @@ def main() -> None:
             "max_new": args.max_new_tokens,
             "steps": args.steps,
             "sft_steps": args.sft_steps,
+            "fused": args.fused,
+            "compiled": args.compile,
         }
         rows.append(bench_row(work, preset, sizes, args.warmup))
         print(table(rows[-1:]), flush=True)
