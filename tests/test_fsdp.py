@@ -2,9 +2,6 @@
 thread each) train as one unsharded process, hold each rank's shards in the checkpoint, roll back and resume
 from SIGKILL exactly; what FSDP does not cover yet is refused by field."""
 
-import os
-import signal
-import time
 from pathlib import Path
 
 import pytest
@@ -12,8 +9,8 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 
-from helpers import max_step, tiny_config, write_config
-from test_ranks import STAGE, close, descendants, finish, launch, losses, weights
+from helpers import tiny_config, write_config
+from test_ranks import STAGE, close, finish, kill_midway, launch, losses, weights
 from trainguard.config import load_config
 from trainguard.errors import ConfigError
 
@@ -64,16 +61,7 @@ def test_sharded_processes_train_as_one_unsharded_process_and_roll_back_together
 def test_sharded_processes_killed_with_sigkill_resume_to_the_same_weights(tmp_path, sharded_run):
     cfg = write_config(tmp_path / "k.yaml", fsdp_config(tmp_path / "k", faults=[FAULT | {"rank": 1}]))
     run = tmp_path / "k" / "t"
-    proc, deadline = launch(cfg), time.monotonic() + 120
-    while max_step(run / "metrics.db") < 8:
-        assert proc.poll() is None, "the run ended before the kill"
-        assert time.monotonic() < deadline, "the run hung"
-        time.sleep(0.01)
-    for pid in [*descendants(proc.pid), proc.pid]:
-        os.kill(pid, signal.SIGKILL)
-    proc.wait()
-    assert not (run / "final" / "model.safetensors").exists()
-
+    kill_midway(cfg, run)
     assert "resuming from step-0000" in finish(launch(cfg, "resume", str(run)))
     want, got = weights(sharded_run), weights(run)
     assert all(torch.equal(want[k], got[k]) for k in want), "final weights differ"

@@ -180,16 +180,10 @@ def descendants(pid: int) -> list[int]:
     return out
 
 
-@pytest.mark.slow
-def test_two_processes_killed_with_sigkill_resume_to_the_same_weights(tmp_path):
-    stage = STAGE | {"max_steps": 30, "save_every": 3, "save_total_limit": 3}
-    ref = write_config(tmp_path / "ref.yaml", tiny_config(tmp_path / "ref", stages=[stage]))
-    cfg = write_config(tmp_path / "k.yaml", tiny_config(tmp_path / "k", stages=[stage]))
-    finish(launch(ref))
-    run = tmp_path / "k" / "t"
-
+def kill_midway(cfg: Path, run: Path, step: int = 8) -> None:
+    """Launch `cfg` on two processes and SIGKILL every process of it once `step` is logged."""
     proc, deadline = launch(cfg), time.monotonic() + 120
-    while max_step(run / "metrics.db") < 8:
+    while max_step(run / "metrics.db") < step:
         assert proc.poll() is None, "the run ended before the kill"
         assert time.monotonic() < deadline, "the run hung"
         time.sleep(0.01)
@@ -198,6 +192,16 @@ def test_two_processes_killed_with_sigkill_resume_to_the_same_weights(tmp_path):
     proc.wait()
     assert not (run / "final" / "model.safetensors").exists()
 
+
+@pytest.mark.slow
+def test_two_processes_killed_with_sigkill_resume_to_the_same_weights(tmp_path):
+    stage = STAGE | {"max_steps": 30, "save_every": 3, "save_total_limit": 3}
+    ref = write_config(tmp_path / "ref.yaml", tiny_config(tmp_path / "ref", stages=[stage]))
+    cfg = write_config(tmp_path / "k.yaml", tiny_config(tmp_path / "k", stages=[stage]))
+    finish(launch(ref))
+    run = tmp_path / "k" / "t"
+
+    kill_midway(cfg, run)
     out = finish(launch(cfg, "resume", str(run)))
     assert "resuming from step-0000" in out
     want, got = weights(tmp_path / "ref" / "t"), weights(run)
