@@ -1,15 +1,19 @@
-"""SFT step time: trainguard's engine (bare and guarded) vs a hand-written loop vs transformers' Trainer vs TRL's
-SFTTrainer.
+"""SFT step time: trainguard's engine (bare, guarded, with the fused AdamW kernel) vs a hand-written loop vs
+transformers' Trainer vs TRL's SFTTrainer.
 
-Same tiny model init, same batches (token ids, in order), same AdamW, same schedule, same seed. trainguard without
-the guard, trainguard with it, and the hand loop run interleaved step by step in this one process (so all see the
-same machine load); the Trainer and then TRL run after them. trainguard's time includes everything its loop does
-per step: the metrics (grad norm/max, weight norm, update ratio), the SQLite write and, guarded, the data checks
-and detectors. TRL runs with its gradient checkpointing and bf16 off (its defaults; a fair fp32 CPU comparison
-turns them off) and its own collator; it lives only in .venv-bench, so in .venv it is skipped with a note. Every
-peer's first-step loss is reported: fed the same tokens, they must agree.
-With `--compile`, each side also runs with torch.compile (ours: `run.compile`; the Trainer's and TRL's:
-`torch_compile`), the compiled engine interleaved with the others; compile time is left out of the medians.
+Same tiny model init, same batches (token ids, in order), same AdamW maths, same schedule, same seed. Every arm
+runs alone, with fresh state, for the warm-up and timed steps; `--rounds` repeats them all, every other round in
+reverse order, so drift in the machine's speed falls on all arms alike (arms interleaved step by step would evict
+each other's weights and optimizer state from the cache, which the Trainer, running alone, never paid).
+trainguard's time includes everything its loop does per step: the metrics (grad norm/max, weight norm, update
+ratio), the SQLite write and, guarded, the data checks and detectors. The Trainer and TRL run at their default
+AdamW (the fused kernel); `trainguard_fused` is ours with `optimizer.fused` (ours defaults to the multi-tensor
+kernel so that recorded runs reproduce), `hand` uses the multi-tensor one like `trainguard`. TRL runs with its
+gradient checkpointing and bf16 off (its defaults; a fair fp32 CPU comparison turns them off) and its own
+collator; it lives only in .venv-bench, so in .venv it is skipped with a note. Every peer's first-step loss is
+reported: fed the same tokens, they must agree.
+With `--compile`, each side also runs with torch.compile (ours: `run.compile` with `optimizer.fused`; the
+Trainer's and TRL's: `torch_compile`); compile time falls in the untimed warm-up.
 Run: `make bench` or `python bench/engine_overhead.py`; with TRL: `.venv-bench/bin/python bench/engine_overhead.py`.
 """
 
@@ -27,6 +31,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
+from accelerate.state import AcceleratorState
 
 from trainguard.config import ModelSection, OptimizerSection, StageSection
 from trainguard.data.batches import collate
@@ -99,7 +104,6 @@ def trainer_args(out: str, total: int, compiled: bool = False) -> dict:
         "use_cpu": True,
         "dataloader_num_workers": 0,
         "disable_tqdm": True,
-        "optim": "adamw_torch",
         "seed": 0,
     }
 
@@ -197,6 +201,7 @@ def trl_step_times(model, picks, total: int, tok, compiled: bool = False) -> tup
 def make_engine(init, examples, tok, stage, total: int, tmp: Path, guard: Guard | None, compiled: bool = False):
     """The real Engine with its metrics and SQLite store; returns (engine, store)."""
     model = copy.deepcopy(init)
+    AcceleratorState._reset_state(reset_partial_state=True)  # a compiled Trainer before us left its dynamo setting
     accelerator = Accelerator(cpu=True)
     opt = build_optimizer({"model": model}, stage.optimizer)
     model, opt = accelerator.prepare(model, opt)
@@ -224,12 +229,42 @@ def make_engine(init, examples, tok, stage, total: int, tmp: Path, guard: Guard 
     return engine, store
 
 
+def engine_arm(init, examples, tok, stage, total, tmp, guard, compiled=False):
+    """One fresh engine run alone: (step times, losses)."""
+    engine, store = make_engine(init, examples, tok, stage, total, tmp, guard, compiled)
+    times, losses = [], []
+    for _ in range(total):
+        t0 = time.perf_counter()
+        metrics, _, decision = engine.train_step()
+        assert decision.action == "none", decision
+        engine.state.stage_step += 1
+        engine.state.global_step += 1
+        engine.log(metrics)
+        times.append(time.perf_counter() - t0)
+        losses.append(metrics["loss/train"])
+    store.close()
+    return times, losses
+
+
+def hand_arm(init, picks, total):
+    model = copy.deepcopy(init)
+    model.train()
+    optimizer = build_optimizer({"model": model}, OptimizerSection(lr=LR))
+    times, losses = [], []
+    for step in range(total):
+        t0 = time.perf_counter()
+        losses.append(hand_step(model, optimizer, picks[step], step, total))
+        times.append(time.perf_counter() - t0)
+    return times, losses
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--steps", type=int, default=50, help="timed steps (losses compared over these)")
     ap.add_argument("--warmup", type=int, default=5, help="untimed steps first")
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--rounds", type=int, default=2, help="every arm once per round, in turn reversed")
     ap.add_argument("--out", type=Path, help="write the numbers as JSON here")
     ap.add_argument("--compile", action="store_true", help="also time every side with torch.compile")
     args = ap.parse_args()
@@ -248,63 +283,63 @@ def main() -> None:
     ]
     batches = [collate(p, PAD) for p in picks]
 
-    stage = StageSection(
-        name="bench",
-        objective="sft",
-        max_steps=total,
-        batch_size=args.batch_size,
-        optimizer=OptimizerSection(lr=LR),
-        schedule={"warmup_steps": WARMUP, "min_lr_ratio": MIN_RATIO},
-        max_grad_norm=CLIP,
-    )
+    def stage(fused: bool) -> StageSection:
+        return StageSection(
+            name="bench",
+            objective="sft",
+            max_steps=total,
+            batch_size=args.batch_size,
+            optimizer=OptimizerSection(lr=LR, fused=fused),
+            schedule={"warmup_steps": WARMUP, "min_lr_ratio": MIN_RATIO},
+            max_grad_norm=CLIP,
+        )
+
     tmp = Path(tempfile.mkdtemp())
-    bare, bare_store = make_engine(init, examples, tok, stage, total, tmp, None)
-    guarded, guarded_store = make_engine(init, examples, tok, stage, total, tmp, Guard(GuardSection()))
-    engines = {"trainguard": bare, "trainguard+guard": guarded}
-    if args.compile:
-        engines["trainguard_compiled"] = make_engine(init, examples, tok, stage, total, tmp, None, compiled=True)[0]
-    hand_model = copy.deepcopy(init)
-    hand_model.train()
-    hand_opt = build_optimizer({"model": hand_model}, OptimizerSection(lr=LR))
 
-    arms = [*engines, "hand"]
-    times: dict[str, list[float]] = {a: [] for a in arms}
-    losses: dict[str, list[float]] = {a: [] for a in arms}
+    def engine(guard: bool = False, fused: bool = False, compiled: bool = False):
+        watch = Guard(GuardSection()) if guard else None
+        return lambda: (*engine_arm(init, examples, tok, stage(fused), total, tmp, watch, compiled), None)
+
+    def peer(fn, *extra, compiled: bool = False):
+        def go():
+            got = fn(copy.deepcopy(init), *extra, total, *((tok,) if fn is trl_step_times else ()), compiled=compiled)
+            return None if got is None else (got[0], [], got[1])
+
+        return go
+
+    arms = {
+        "trainguard": engine(),
+        "trainguard+guard": engine(guard=True),
+        "trainguard_fused": engine(fused=True),
+        "hand": lambda: (*hand_arm(init, picks, total), None),
+        "hf_trainer": peer(trainer_step_times, batches),
+        "trl_sft": peer(trl_step_times, picks),
+    }
+    if args.compile:  # ours at its fastest settings: run.compile and optimizer.fused
+        arms |= {
+            "trainguard_compiled": engine(fused=True, compiled=True),
+            "hf_trainer_compiled": peer(trainer_step_times, batches, compiled=True),
+            "trl_sft_compiled": peer(trl_step_times, picks, compiled=True),
+        }
+    times: dict[str, list[float]] = {}
+    losses: dict[str, list[float]] = {}
     first_loss: dict[str, float] = {}
-    for step in range(total):
-        for who in arms[step % len(arms) :] + arms[: step % len(arms)]:  # rotate who goes first
-            t0 = time.perf_counter()
-            if who == "hand":
-                loss = hand_step(hand_model, hand_opt, picks[step], step, total)
-            else:
-                engine = engines[who]
-                metrics, _, decision = engine.train_step()
-                assert decision.action == "none", decision
-                engine.state.stage_step += 1
-                engine.state.global_step += 1
-                engine.log(metrics)
-                loss = metrics["loss/train"]
-            dt = time.perf_counter() - t0
-            first_loss.setdefault(who, loss)
-            if step >= args.warmup:  # the compiled arm compiles in the warm-up steps
-                times[who].append(dt)
-                losses[who].append(loss)
-    bare_store.close()
-    guarded_store.close()
-
-    hf_times, first_loss["hf_trainer"] = trainer_step_times(copy.deepcopy(init), batches, total)
-    times["hf_trainer"] = hf_times[args.warmup :]
-    trl = trl_step_times(copy.deepcopy(init), picks, total, tok)
-    if trl is None:
-        print("note: TRL is not installed here, so its SFTTrainer is skipped (it lives in .venv-bench: make bench-trl)")
-    else:
-        times["trl_sft"], first_loss["trl_sft"] = trl[0][args.warmup :], trl[1]
-    if args.compile:
-        hf_compiled = trainer_step_times(copy.deepcopy(init), batches, total, compiled=True)
-        times["hf_trainer_compiled"], first_loss["hf_trainer_compiled"] = hf_compiled[0][args.warmup :], hf_compiled[1]
-        if (trl := trl_step_times(copy.deepcopy(init), picks, total, tok, compiled=True)) is not None:
-            times["trl_sft_compiled"], first_loss["trl_sft_compiled"] = trl[0][args.warmup :], trl[1]
+    for r in range(args.rounds):
+        for name in list(arms) if r % 2 == 0 else list(arms)[::-1]:  # each arm alone, fresh; order alternates
+            got = arms[name]()
+            if got is None:
+                print(f"note: TRL is not installed here, so {name} is skipped (it lives in .venv-bench)")
+                continue
+            step_times, step_losses, first = got
+            times.setdefault(name, []).extend(step_times[args.warmup :])  # compiling happens in the warm-up
+            if r == 0:
+                losses[name] = step_losses[args.warmup :]
+                first_loss[name] = first if first is not None else step_losses[0]
     med = {name: statistics.median(t) for name, t in times.items()}
+
+    def ratio(a: str, b: str) -> float | None:
+        return round(med[a] / med[b], 3) if a in med and b in med else None
+
     max_diff = max(abs(a - b) for a, b in zip(losses["trainguard"], losses["hand"], strict=True))
     result = {
         "machine": f"{cpu_name()}, {os.cpu_count()} cores, {torch.get_num_threads()} torch thread(s)",
@@ -312,27 +347,20 @@ def main() -> None:
         "model_params": n_params,
         "batch": f"{args.batch_size} x ~{statistics.mean(b.input_ids.shape[1] for b in batches):.0f} tokens",
         "timed_steps": args.steps,
+        "rounds": args.rounds,
+        "layout": "each arm alone with fresh state, rounds in alternating order; peers at their default fused "
+        "AdamW; trainguard_fused = optimizer.fused, trainguard_compiled = run.compile + optimizer.fused",
         "median_step_ms": {k: round(v * 1e3, 2) for k, v in med.items()},
-        "ratio_vs_hand": round(med["trainguard"] / med["hand"], 3),
-        "ratio_vs_hf_trainer": round(med["trainguard"] / med["hf_trainer"], 3),
-        "ratio_vs_trl_sft": round(med["trainguard"] / med["trl_sft"], 3) if "trl_sft" in med else None,
-        "guard_overhead": round(med["trainguard+guard"] / med["trainguard"], 3),
-        **(
-            {
-                "compiled_vs_hf_trainer": round(med["trainguard_compiled"] / med["hf_trainer"], 3),
-                "compiled_vs_hf_trainer_compiled": round(med["trainguard_compiled"] / med["hf_trainer_compiled"], 3),
-                "compiled_vs_trl_sft": round(med["trainguard_compiled"] / med["trl_sft"], 3)
-                if "trl_sft" in med
-                else None,
-                "compiled_vs_trl_sft_compiled": (
-                    round(med["trainguard_compiled"] / med["trl_sft_compiled"], 3)
-                    if "trl_sft_compiled" in med
-                    else None
-                ),
-            }
-            if args.compile
-            else {}
-        ),
+        "ratio_vs_hand": ratio("trainguard", "hand"),
+        "ratio_vs_hf_trainer": ratio("trainguard", "hf_trainer"),
+        "ratio_vs_trl_sft": ratio("trainguard", "trl_sft"),
+        "fused_vs_hf_trainer": ratio("trainguard_fused", "hf_trainer"),
+        "fused_vs_trl_sft": ratio("trainguard_fused", "trl_sft"),
+        "guard_overhead": ratio("trainguard+guard", "trainguard"),
+        "compiled_vs_hf_trainer": ratio("trainguard_compiled", "hf_trainer"),
+        "compiled_vs_hf_trainer_compiled": ratio("trainguard_compiled", "hf_trainer_compiled"),
+        "compiled_vs_trl_sft": ratio("trainguard_compiled", "trl_sft"),
+        "compiled_vs_trl_sft_compiled": ratio("trainguard_compiled", "trl_sft_compiled"),
         "loss_max_abs_diff_vs_hand": max_diff,
         # the hand loop computes every position's logits, ours only from the earliest target: sums differ in order
         "losses_within_1e-6": max_diff <= 1e-6 and losses["trainguard+guard"] == losses["trainguard"],
