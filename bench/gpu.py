@@ -2,7 +2,10 @@
 pipeline (`trainguard.api.run`); records tokens/s and MFU (perf/mfu, against the device's bf16 peak in
 engine/flops.py). On a machine without a CUDA GPU it says so and measures nothing.
 
-Run: `python bench/gpu.py [--steps 30] [--compile]` on the GPU machine (the device tool); paste its JSON into
+`--fsdp` trains with `run.fsdp` (FSDP2 over the one GPU: the wrapping, sharded checkpoints every
+`--steps // 2` steps); resume from sharded checkpoints is tested on CPU processes in tests/test_fsdp.py.
+
+Run: `python bench/gpu.py [--steps 30] [--compile] [--fsdp]` on the GPU machine (the device tool); paste its JSON into
 bench/RESULTS.md with the machine.
 """
 
@@ -55,6 +58,7 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--length", type=int, default=2048, help="tokens per example")
     ap.add_argument("--compile", action="store_true")
+    ap.add_argument("--fsdp", action="store_true", help="run.fsdp: FSDP2 over this one GPU")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
     if not torch.cuda.is_available():
@@ -65,14 +69,16 @@ def main() -> None:
 
     tmp = Path(tempfile.mkdtemp())
     cfg = {
-        "run": {"name": "gpu", "out_dir": str(tmp / "runs"), "mixed_precision": "bf16", "compile": args.compile},
+        "run": {"name": "gpu", "out_dir": str(tmp / "runs"), "mixed_precision": "bf16", "compile": args.compile,
+                "fsdp": args.fsdp},
         "model": {"path": str(model_folder(tmp / "model"))},
         "tokenizer": {"max_length": args.length},
         "data": {"sources": [{"path": str(records(tmp / "data.jsonl", 64 * args.batch_size, args.length))}]},
         "stages": [
             {
                 "name": "sft", "objective": "sft", "max_steps": args.steps, "batch_size": args.batch_size,
-                "optimizer": {"lr": 1e-4}, "eval_every": 10**6, "save_every": 10**6,
+                "optimizer": {"lr": 1e-4}, "eval_every": 10**6,
+                "save_every": args.steps // 2 if args.fsdp else 10**6,
             }
         ],
         "tracking": {"tensorboard": False, "progress": "off"},
@@ -90,6 +96,7 @@ def main() -> None:
         "params": sum(p.numel() for p in api.load_model(result)[0].parameters()),
         "batch": f"{args.batch_size} x {args.length} tokens",
         "compile": args.compile,
+        "fsdp": args.fsdp,
         "tokens_per_s": round(median("perf/tokens_per_s")),
         "mfu": round(median("perf/mfu"), 4),
         "step_s": round(median("perf/step_time_s"), 4),
