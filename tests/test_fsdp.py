@@ -12,7 +12,10 @@ from transformers import AutoModelForCausalLM
 from helpers import tiny_config, write_config
 from test_ranks import STAGE, close, finish, kill_midway, launch, losses, weights
 from trainguard.config import load_config
+from trainguard.data.collect import collect
 from trainguard.errors import ConfigError
+from trainguard.reward import load_reward_model
+from trainguard.tasks import build_task
 
 FAULT = {"kind": "inf_grad", "at_step": 6}
 LONG = STAGE | {"max_steps": 24, "save_every": 3}
@@ -81,3 +84,26 @@ def test_what_fsdp_does_not_cover_is_refused_by_field(tmp_path, change, named):
     cfg["run"]["fsdp"] = True
     with pytest.raises(ConfigError, match=rf"run\.fsdp.*{named}"):
         load_config(write_config(tmp_path / "c.yaml", cfg))
+
+
+@pytest.mark.slow
+def test_a_sharded_reward_model_trains_as_the_replicated_one(tmp_path):
+    """A reward stage reads the transformer's hidden states without the vocabulary projection (a unit of its
+    own) and trains a replicated head beside the shards; its dropout draws per process, so the reference is two
+    unsharded processes."""
+    pairs = tmp_path / "pairs.jsonl"
+    collect([build_task("reverse", {"min_len": 3, "max_len": 5})], 160, pairs, pairs=True)
+    source = {"name": "pairs", "data": {"sources": [{"path": str(pairs)}], "eval_fraction": 0.2}}
+    stage = STAGE | {"name": "rm", "objective": "reward", "source": source, "max_steps": 8}
+    runs = {}
+    for name, fsdp in (("ddp", False), ("fsdp", True)):
+        cfg = tiny_config(tmp_path / name, stages=[stage])
+        cfg["run"]["fsdp"] = fsdp
+        finish(launch(write_config(tmp_path / f"{name}.yaml", cfg)))
+        runs[name] = tmp_path / name / "t"
+    a, b = (losses(run / "metrics.db") for run in runs.values())
+    assert sorted(a) == sorted(b) == list(range(1, 9))
+    assert max(abs(a[s] - b[s]) for s in a) < 1e-5, (a, b)
+    model, _ = load_reward_model(runs["fsdp"] / "final")  # the gathered base and the head, as one folder
+    scores = model(torch.tensor([[1, 100, 101, 2]]), torch.ones(1, 4, dtype=torch.long))
+    assert scores.shape == (1,) and torch.isfinite(scores).all()

@@ -213,7 +213,8 @@ class Engine(Recovery, Reviews):
         """The gradient's global norm over every rank's shards (None without shards: the step works it out)."""
         if not any(self.sharded):
             return torch.nn.utils.get_total_norm(grads) if self.stage.max_grad_norm is not None else None
-        return norms([[local(q.grad) for q in self.params]], self.sharded)[0]
+        none = torch.zeros(0)  # a parameter no loss reached (a reward model's unused vocabulary projection)
+        return norms([[local(q.grad) if q.grad is not None else none for q in self.params]], self.sharded)[0]
 
     def weights(self, copy: bool = False) -> list[torch.Tensor]:
         """The trainables as this rank holds them (its shards under FSDP); `copy`: a scratch copy."""

@@ -1,5 +1,6 @@
 """FSDP (`run.fsdp`): parameters, gradients and optimizer state sharded over the processes by torch's
-`fully_shard` (FSDP2), one unit per decoder layer and one for the rest.
+`fully_shard` (FSDP2): one unit per decoder layer, one for the rest of the transformer, one for the vocabulary
+projection.
 
 `fully_shard` changes the module in place (its parameters become DTensors) and wraps nothing, so objectives
 keep calling the plain module as they do without it. What differs is confined here: the gradients arrive
@@ -30,9 +31,13 @@ def shard(model: nn.Module) -> None:
         dist.init_process_group(backend, store=dist.HashStore(), rank=0, world_size=1)
     mesh = init_device_mesh(device.type, (dist.get_world_size(),))
     blocks = set(getattr(model, "_no_split_modules", None) or ())
-    for module in list(model.modules()):
-        if module is not model and type(module).__name__ in blocks:
-            fully_shard(module, mesh=mesh)
+    units = [m for m in model.modules() if m is not model and type(m).__name__ in blocks]
+    # The transformer and the vocabulary projection apart: a reward model reads the transformer's hidden states
+    # without the head, and each unit gathers its weights only in its own forward.
+    inner, head = getattr(model, "base_model", model), model.get_output_embeddings()
+    units += [m for m in (inner, head) if m is not None and m is not model]
+    for module in units:
+        fully_shard(module, mesh=mesh)
     fully_shard(model, mesh=mesh)
     for module in model.modules():
         if isinstance(module, FSDPModule):
