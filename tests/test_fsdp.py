@@ -77,6 +77,7 @@ def test_sharded_processes_killed_with_sigkill_resume_to_the_same_weights(tmp_pa
         ({"stages": [STAGE | {"objective": "grpo", "source": {"name": "rollouts", "task": "reverse"}}]}, "objective"),
         ({"model": {"preset": "tiny", "lora": {"r": 4}}}, "model.lora"),
         ({"run": {"name": "t", "fsdp": True, "compile": True}}, "run.compile"),
+        ({"guard": {"generation": {"every": 5}}}, "generation.every"),
     ],
 )
 def test_what_fsdp_does_not_cover_is_refused_by_field(tmp_path, change, named):

@@ -270,6 +270,7 @@ class RunConfig(Section):
                 problems.append(f"stages.{i}.objective={stage.objective.name!r} (it generates while it trains)")
             used = {"lora": self.stage_lora(i), "reference": stage.reference, "gate": stage.gate}
             used["probes"] = stage.probes
+            used["guard.generation.every"] = self.stage_guard(i).generation.every  # sampled lengths differ by rank
             problems += [f"stages.{i}.{key} (set)" for key, value in used.items() if value]
         if problems:
             raise ValueError(

@@ -35,7 +35,7 @@ class RunSection(Section):
         description="Shard parameters, gradients and optimizer state over the processes (torch FSDP2, one unit "
         "per decoder layer) instead of a whole copy on each; checkpoints hold each process's shards. Full "
         "fine-tuning of stages that do not generate while they train (sft, reward, cost); not with LoRA, "
-        "quantize, compile, a reference, gates or probes yet.",
+        "quantize, compile, a reference, gates, probes or sample checks yet.",
     )
     peak_tflops: float | None = Field(
         None,
