@@ -258,6 +258,44 @@ def hand_arm(init, picks, total):
     return times, losses
 
 
+def summary(args, times: dict, losses: dict, first_loss: dict, n_params: int, batches: list) -> dict:
+    """The medians, the ratios the goals name, and the loss agreement, as the JSON this bench prints."""
+    med = {name: statistics.median(t) for name, t in times.items()}
+
+    def ratio(a: str, b: str) -> float | None:
+        return round(med[a] / med[b], 3) if a in med and b in med else None
+
+    max_diff = max(abs(a - b) for a, b in zip(losses["trainguard"], losses["hand"], strict=True))
+    result = {
+        "machine": f"{cpu_name()}, {os.cpu_count()} cores, {torch.get_num_threads()} torch thread(s)",
+        "torch": torch.__version__,
+        "model_params": n_params,
+        "batch": f"{args.batch_size} x ~{statistics.mean(b.input_ids.shape[1] for b in batches):.0f} tokens",
+        "timed_steps": args.steps,
+        "rounds": args.rounds,
+        "layout": "each arm alone with fresh state, rounds in alternating order; peers at their default fused "
+        "AdamW; trainguard_fused = optimizer.fused, trainguard_compiled = run.compile + optimizer.fused",
+        "median_step_ms": {k: round(v * 1e3, 2) for k, v in med.items()},
+        "ratio_vs_hand": ratio("trainguard", "hand"),
+        "ratio_vs_hf_trainer": ratio("trainguard", "hf_trainer"),
+        "ratio_vs_trl_sft": ratio("trainguard", "trl_sft"),
+        "fused_vs_hf_trainer": ratio("trainguard_fused", "hf_trainer"),
+        "fused_vs_trl_sft": ratio("trainguard_fused", "trl_sft"),
+        "guard_overhead": ratio("trainguard+guard", "trainguard"),
+        "compiled_vs_hf_trainer": ratio("trainguard_compiled", "hf_trainer"),
+        "compiled_vs_hf_trainer_compiled": ratio("trainguard_compiled", "hf_trainer_compiled"),
+        "compiled_vs_trl_sft": ratio("trainguard_compiled", "trl_sft"),
+        "compiled_vs_trl_sft_compiled": ratio("trainguard_compiled", "trl_sft_compiled"),
+        "loss_max_abs_diff_vs_hand": max_diff,
+        # the hand loop computes every position's logits, ours only from the earliest target: sums differ in order
+        "losses_within_1e-6": max_diff <= 1e-6 and losses["trainguard+guard"] == losses["trainguard"],
+        "first_last_loss": [round(losses["trainguard"][0], 4), round(losses["trainguard"][-1], 4)],
+        "first_step_loss": first_loss,
+        "first_step_loss_max_abs_diff": max(abs(v - first_loss["trainguard"]) for v in first_loss.values()),
+    }
+    return result
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--steps", type=int, default=50, help="timed steps (losses compared over these)")
@@ -275,7 +313,6 @@ def main() -> None:
     task = build_task("reverse", {"min_len": 3, "max_len": 8})
     examples = tokenize_all([task.record(i) for i in range(4000)], tok, 64).examples
     init = build_model(ModelSection(preset="tiny"), tok, 64, seed=0)
-    n_params = sum(p.numel() for p in init.parameters())
     src = RecordSource(examples, args.batch_size, 0, tok.pad_token_id)  # the same stream the engine draws
     picks = [
         [examples[src.sample_index(i)] for i in range(s * args.batch_size, (s + 1) * args.batch_size)]
@@ -335,39 +372,7 @@ def main() -> None:
             if r == 0:
                 losses[name] = step_losses[args.warmup :]
                 first_loss[name] = first if first is not None else step_losses[0]
-    med = {name: statistics.median(t) for name, t in times.items()}
-
-    def ratio(a: str, b: str) -> float | None:
-        return round(med[a] / med[b], 3) if a in med and b in med else None
-
-    max_diff = max(abs(a - b) for a, b in zip(losses["trainguard"], losses["hand"], strict=True))
-    result = {
-        "machine": f"{cpu_name()}, {os.cpu_count()} cores, {torch.get_num_threads()} torch thread(s)",
-        "torch": torch.__version__,
-        "model_params": n_params,
-        "batch": f"{args.batch_size} x ~{statistics.mean(b.input_ids.shape[1] for b in batches):.0f} tokens",
-        "timed_steps": args.steps,
-        "rounds": args.rounds,
-        "layout": "each arm alone with fresh state, rounds in alternating order; peers at their default fused "
-        "AdamW; trainguard_fused = optimizer.fused, trainguard_compiled = run.compile + optimizer.fused",
-        "median_step_ms": {k: round(v * 1e3, 2) for k, v in med.items()},
-        "ratio_vs_hand": ratio("trainguard", "hand"),
-        "ratio_vs_hf_trainer": ratio("trainguard", "hf_trainer"),
-        "ratio_vs_trl_sft": ratio("trainguard", "trl_sft"),
-        "fused_vs_hf_trainer": ratio("trainguard_fused", "hf_trainer"),
-        "fused_vs_trl_sft": ratio("trainguard_fused", "trl_sft"),
-        "guard_overhead": ratio("trainguard+guard", "trainguard"),
-        "compiled_vs_hf_trainer": ratio("trainguard_compiled", "hf_trainer"),
-        "compiled_vs_hf_trainer_compiled": ratio("trainguard_compiled", "hf_trainer_compiled"),
-        "compiled_vs_trl_sft": ratio("trainguard_compiled", "trl_sft"),
-        "compiled_vs_trl_sft_compiled": ratio("trainguard_compiled", "trl_sft_compiled"),
-        "loss_max_abs_diff_vs_hand": max_diff,
-        # the hand loop computes every position's logits, ours only from the earliest target: sums differ in order
-        "losses_within_1e-6": max_diff <= 1e-6 and losses["trainguard+guard"] == losses["trainguard"],
-        "first_last_loss": [round(losses["trainguard"][0], 4), round(losses["trainguard"][-1], 4)],
-        "first_step_loss": first_loss,
-        "first_step_loss_max_abs_diff": max(abs(v - first_loss["trainguard"]) for v in first_loss.values()),
-    }
+    result = summary(args, times, losses, first_loss, sum(p.numel() for p in init.parameters()), batches)
     print(json.dumps(result, indent=2))
     if args.out:
         args.out.write_text(json.dumps(result, indent=2) + "\n")
