@@ -23,6 +23,7 @@ import json
 import math
 import os
 import platform
+import shutil
 import statistics
 import tempfile
 import time
@@ -206,7 +207,8 @@ def make_engine(init, examples, tok, stage, total: int, tmp: Path, guard: Guard 
     opt = build_optimizer({"model": model}, stage.optimizer)
     model, opt = accelerator.prepare(model, opt)
     model = torch.compile(model) if compiled else model  # what run.compile does
-    store = MetricStore(tmp / f"metrics-{guard is not None}-{compiled}.db")
+    tmp = Path(tempfile.mkdtemp(dir=tmp))  # a fresh store and checkpoint folder for every block
+    store = MetricStore(tmp / "metrics.db")
     hooks = Hooks(
         event=lambda *a, **k: None,
         alert=lambda a: None,
@@ -334,8 +336,11 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp())
 
     def engine(guard: bool = False, fused: bool = False, compiled: bool = False):
-        watch = Guard(GuardSection()) if guard else None
-        return lambda: (*engine_arm(init, examples, tok, stage(fused), total, tmp, watch, compiled), None)
+        def go():
+            watch = Guard(GuardSection()) if guard else None  # fresh detectors every block
+            return (*engine_arm(init, examples, tok, stage(fused), total, tmp, watch, compiled), None)
+
+        return go
 
     def peer(fn, *extra, compiled: bool = False):
         def go():
@@ -363,6 +368,7 @@ def main() -> None:
     first_loss: dict[str, float] = {}
     for r in range(args.rounds):
         for name in list(arms) if r % 2 == 0 else list(arms)[::-1]:  # each arm alone, fresh; order alternates
+            torch._dynamo.reset()  # every compiled block compiles afresh, in its own warm-up
             got = arms[name]()
             if got is None:
                 print(f"note: TRL is not installed here, so {name} is skipped (it lives in .venv-bench)")
@@ -372,6 +378,7 @@ def main() -> None:
             if r == 0:
                 losses[name] = step_losses[args.warmup :]
                 first_loss[name] = first if first is not None else step_losses[0]
+    shutil.rmtree(tmp, ignore_errors=True)
     result = summary(args, times, losses, first_loss, sum(p.numel() for p in init.parameters()), batches)
     print(json.dumps(result, indent=2))
     if args.out:
