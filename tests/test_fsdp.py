@@ -9,7 +9,7 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 
-from helpers import tiny_config, write_config
+from helpers import gpt2_folder, tiny_config, write_config
 from test_ranks import STAGE, close, finish, kill_midway, launch, losses, weights
 from trainguard.config import load_config
 from trainguard.data.collect import collect
@@ -88,10 +88,11 @@ def test_what_fsdp_does_not_cover_is_refused_by_field(tmp_path, change, named):
 
 
 @pytest.mark.slow
-def test_a_sharded_reward_model_trains_as_the_replicated_one(tmp_path):
-    """A reward stage reads the transformer's hidden states without the vocabulary projection (a unit of its
-    own) and trains a replicated head beside the shards; its dropout draws per process, so the reference is two
-    unsharded processes."""
+def test_a_sharded_reward_model_on_tied_embeddings_trains_as_the_replicated_one(tmp_path):
+    """A reward stage on GPT-2, whose vocabulary projection is its input embedding (one tensor, so one unit with
+    the transformer), reads the transformer's hidden states without the projection and trains a replicated head
+    beside the shards; dropout draws per process, so the reference is two unsharded processes."""
+    folder = gpt2_folder(tmp_path / "gpt2")
     pairs = tmp_path / "pairs.jsonl"
     collect([build_task("reverse", {"min_len": 3, "max_len": 5})], 160, pairs, pairs=True)
     source = {"name": "pairs", "data": {"sources": [{"path": str(pairs)}], "eval_fraction": 0.2}}
@@ -99,7 +100,7 @@ def test_a_sharded_reward_model_trains_as_the_replicated_one(tmp_path):
     runs = {}
     for name, fsdp in (("ddp", False), ("fsdp", True)):
         cfg = tiny_config(tmp_path / name, stages=[stage])
-        cfg["run"]["fsdp"] = fsdp
+        cfg["run"]["fsdp"], cfg["model"] = fsdp, {"path": str(folder)}
         finish(launch(write_config(tmp_path / f"{name}.yaml", cfg)))
         runs[name] = tmp_path / name / "t"
     a, b = (losses(run / "metrics.db") for run in runs.values())

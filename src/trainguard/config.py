@@ -265,6 +265,10 @@ class RunConfig(Section):
             return self
         problems = [f"model.{key} (set)" for key in ("quantize", "lora") if getattr(self.model, key) is not None]
         problems += ["run.compile: true"] if self.run.compile else []
+        problems += ["run.mixed_precision: fp16 (its loss scaler reads one process's shards)"] * (
+            self.run.mixed_precision == "fp16"
+        )
+        problems += [f"faults.{i}.kind: dead_units" for i, f in enumerate(self.faults) if f.kind == "dead_units"]
         for i, stage in enumerate(self.stages):
             if OBJECTIVES.get(stage.objective.name).generates:
                 problems.append(f"stages.{i}.objective={stage.objective.name!r} (it generates while it trains)")

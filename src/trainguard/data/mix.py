@@ -226,17 +226,19 @@ class MixSource(Source):
         hard examples are on. Non-finite losses are dropped (the guard handles those steps). With many processes
         every rank folds in every rank's rows, micro-batch by micro-batch in the one-process order, so the pools
         (and the hard draws every rank makes from them) stay the same everywhere."""
-        if not self._pending:
-            return
+        if self.hard is None or not (self._pending or ranks.active()):
+            return  # with many processes every rank gathers, even one whose batch carried no rows (a fault's)
         pending, self._pending = self._pending, []
-        flat = torch.cat([loss.float().reshape(-1) for _, _, loss in pending]).tolist()
+        flat = torch.cat([loss.float().reshape(-1) for _, _, loss in pending]).tolist() if pending else []
         ends = list(itertools.accumulate(len(ids) for _, ids, _ in pending))
         mine = [
             (list(t), list(ids), flat[end - len(ids) : end]) for (t, ids, _), end in zip(pending, ends, strict=True)
         ]
         everyone = ranks.gather(mine)
-        seen = [row for k in range(len(mine)) for theirs in everyone for row in zip(*theirs[k], strict=True)]
-        assert self.hard is not None
+        most = max(map(len, everyone))
+        seen = [
+            row for k in range(most) for theirs in everyone if k < len(theirs) for row in zip(*theirs[k], strict=True)
+        ]
         for name, j, loss in seen:
             if name in self.pool and math.isfinite(loss):
                 self.pool[name][j] = loss

@@ -213,7 +213,7 @@ class Engine(Recovery, Reviews):
         """The gradient's global norm over every rank's shards (None without shards: the step works it out)."""
         if not any(self.sharded):
             return torch.nn.utils.get_total_norm(grads) if self.stage.max_grad_norm is not None else None
-        none = torch.zeros(0)  # a parameter no loss reached (a reward model's unused vocabulary projection)
+        none = torch.zeros(0, device=self.accelerator.device)  # a parameter that no loss reached
         return norms([[local(q.grad) if q.grad is not None else none for q in self.params]], self.sharded)[0]
 
     def weights(self, copy: bool = False) -> list[torch.Tensor]:
@@ -312,7 +312,8 @@ class Engine(Recovery, Reviews):
                 f"available: {', '.join(sorted(metrics))}"
             )
         value, best = metrics[key], self.state.best_value
-        if math.isfinite(value) and (best is None or (value < best if mode == "min" else value > best)):
+        better = math.isfinite(value) and (best is None or (value < best if mode == "min" else value > best))
+        if ranks.max_int(int(better)):  # decided together: a sharded best/ export is a collective
             self.state.best_value = value
             if self.hooks.on_best is not None:
                 self.hooks.on_best()

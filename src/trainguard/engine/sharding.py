@@ -1,6 +1,6 @@
 """FSDP (`run.fsdp`): parameters, gradients and optimizer state sharded over the processes by torch's
-`fully_shard` (FSDP2): one unit per decoder layer, one for the rest of the transformer, one for the vocabulary
-projection.
+`fully_shard` (FSDP2): one unit per decoder layer and one for the rest. Its weights are gathered in the root's
+forward, so a sharded model is always called whole (a reward model reads its hidden states through it).
 
 `fully_shard` changes the module in place (its parameters become DTensors) and wraps nothing, so objectives
 keep calling the plain module as they do without it. What differs is confined here: the gradients arrive
@@ -15,30 +15,29 @@ import torch
 import torch.distributed as dist
 from torch import nn
 from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
-from torch.distributed.fsdp import FSDPModule, fully_shard
 from torch.distributed.tensor import DTensor, init_device_mesh
 
 from trainguard import ranks
 from trainguard.engine.stats import global_norm
+from trainguard.errors import ConfigError
 
 
 def shard(model: nn.Module) -> None:
     """Shard `model` over every process (a one-process group is made when none was launched): each of its
     `_no_split_modules` blocks (the decoder layers) is one unit, the embeddings, final norm and head another."""
+    from torch.distributed.fsdp import FSDPModule, fully_shard  # torch >= 2.6; imported only when configured
+
+    if not hasattr(FSDPModule, "set_force_sum_reduction_for_comms"):
+        raise ConfigError(f"run.fsdp needs a newer torch than {torch.__version__} (FSDP2's sum-only reductions)")
     device = next(model.parameters()).device
     if not dist.is_initialized():  # one process, started without torchrun
         backend = "nccl" if device.type == "cuda" else "gloo"
         dist.init_process_group(backend, store=dist.HashStore(), rank=0, world_size=1)
     mesh = init_device_mesh(device.type, (dist.get_world_size(),))
     blocks = set(getattr(model, "_no_split_modules", None) or ())
-    units = [m for m in model.modules() if m is not model and type(m).__name__ in blocks]
-    # The transformer and the vocabulary projection apart: a reward model reads the transformer's hidden states
-    # without the head, and each unit gathers its weights only in its own forward.
-    inner, head = getattr(model, "base_model", model), model.get_output_embeddings()
-    units += [m for m in (inner, head) if m is not None and m is not model]
-    for module in units:
+    for module in [m for m in model.modules() if m is not model and type(m).__name__ in blocks]:
         fully_shard(module, mesh=mesh)
-    fully_shard(model, mesh=mesh)
+    fully_shard(model, mesh=mesh)  # the rest (embeddings, final norm, a head tied to the embeddings or not)
     for module in model.modules():
         if isinstance(module, FSDPModule):
             module.set_gradient_divide_factor(1.0)  # the engine's loss is already over the global batch
@@ -46,6 +45,11 @@ def shard(model: nn.Module) -> None:
 
 
 def is_sharded(model: nn.Module) -> bool:
+    """Whether `shard` made `model` an FSDP module (its parameters this rank's shards)."""
+    if not dist.is_initialized():
+        return False  # never sharded: no process group (and no FSDP import) exists
+    from torch.distributed.fsdp import FSDPModule
+
     return isinstance(model, FSDPModule)
 
 

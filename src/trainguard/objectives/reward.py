@@ -17,8 +17,7 @@ from trainguard.data import pairs  # noqa: F401  (registers the "pairs" source, 
 from trainguard.data.pairs import PairBatch
 from trainguard.engine.optim import ParamGroupSection
 from trainguard.objectives.base import OBJECTIVES, LossOutput, Objective, ObjectiveConfig, ObjectiveContext
-from trainguard.reward.export import HEAD_KEY
-from trainguard.reward.model import RewardHead, last_hidden_state, rewards_at_last_token
+from trainguard.reward.model import HEAD_KEY, RewardHead, last_hidden_state, rewards_at_last_token
 
 
 class RewardConfig(ObjectiveConfig):

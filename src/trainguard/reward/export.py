@@ -9,9 +9,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from trainguard.errors import ExportError
 from trainguard.models.heads import load_heads
 from trainguard.models.loading import export_model
-from trainguard.reward.model import RewardModel, hidden_width
-
-HEAD_KEY = "reward"
+from trainguard.reward.model import HEAD_KEY, RewardModel, hidden_width
 
 
 def save_reward_model(reward_model: RewardModel, tokenizer: Any, folder: str | Path) -> None:

@@ -11,7 +11,10 @@ import torch
 from torch import nn
 from transformers import PreTrainedModel
 
+from trainguard.engine.sharding import is_sharded
 from trainguard.reward.data import encode_pair_texts
+
+HEAD_KEY = "reward"  # the head's name in an export (heads/reward/); here, not in export.py, which loads models
 
 
 def last_token_index(attention_mask: torch.Tensor) -> torch.Tensor:
@@ -94,9 +97,11 @@ def reward_head(hidden_size: int) -> RewardHead:
 
 def backbone(model: nn.Module) -> nn.Module:
     """The transformer without its vocabulary projection where the model has one (`base_model` of a Hugging Face
-    causal LM), so that scoring never computes logits over the vocabulary."""
+    causal LM), so that scoring never computes logits over the vocabulary; a sharded model whole, since only its
+    own forward gathers the weights outside its layers (FSDP)."""
     inner = getattr(model, "base_model", None)
-    return inner if isinstance(inner, PreTrainedModel) and inner is not model else model
+    whole = is_sharded(model) or not isinstance(inner, PreTrainedModel) or inner is model
+    return model if whole else inner
 
 
 def last_hidden_state(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:

@@ -28,7 +28,9 @@ class SandboxSection(Section):
         None, gt=0, description="Sandboxes per machine (default: min(4, CPU cores)), or per Ray actor (default 1)."
     )
     ray_address: str | None = Field(
-        None, description="The Ray cluster to join (`auto`, `ray://head:10001`); default: a new local one."
+        None,
+        description="The Ray cluster to join (`auto`, `ray://head:10001`); default: a running local one, else a new "
+        "one.",
     )
     ray_hosts: int = Field(1, gt=0, description="Ray actors, spread over the nodes, each with `workers` sandboxes.")
 

@@ -244,7 +244,8 @@ def shared_pool(workers: int | None = None) -> "SandboxPool | RayPool":
     """The process-wide pool tasks score with, as `use` set it; `workers` resizes it (closing the old one)."""
     global _shared
     workers = workers or _config.workers
-    if _shared is None or _shared.closed or (workers is not None and workers * _config.ray_hosts != _shared.size):
+    size = workers * (_config.ray_hosts if _config.backend == "ray" else 1) if workers is not None else None
+    if _shared is None or _shared.closed or (size is not None and size != _shared.size):
         if _shared is not None:
             _shared.close()
         if _config.backend == "ray":
