@@ -298,6 +298,19 @@ def summary(args, times: dict, losses: dict, first_loss: dict, n_params: int, ba
     return result
 
 
+def bench_stage(total: int, batch_size: int, fused: bool) -> StageSection:
+    """The SFT stage every engine arm runs: the peers' steps, LR, schedule and clip."""
+    return StageSection(
+        name="bench",
+        objective="sft",
+        max_steps=total,
+        batch_size=batch_size,
+        optimizer=OptimizerSection(lr=LR, fused=fused),
+        schedule={"warmup_steps": WARMUP, "min_lr_ratio": MIN_RATIO},
+        max_grad_norm=CLIP,
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--steps", type=int, default=50, help="timed steps (losses compared over these)")
@@ -322,23 +335,13 @@ def main() -> None:
     ]
     batches = [collate(p, PAD) for p in picks]
 
-    def stage(fused: bool) -> StageSection:
-        return StageSection(
-            name="bench",
-            objective="sft",
-            max_steps=total,
-            batch_size=args.batch_size,
-            optimizer=OptimizerSection(lr=LR, fused=fused),
-            schedule={"warmup_steps": WARMUP, "min_lr_ratio": MIN_RATIO},
-            max_grad_norm=CLIP,
-        )
-
     tmp = Path(tempfile.mkdtemp())
 
     def engine(guard: bool = False, fused: bool = False, compiled: bool = False):
         def go():
             watch = Guard(GuardSection()) if guard else None  # fresh detectors every block
-            return (*engine_arm(init, examples, tok, stage(fused), total, tmp, watch, compiled), None)
+            stage = bench_stage(total, args.batch_size, fused)
+            return (*engine_arm(init, examples, tok, stage, total, tmp, watch, compiled), None)
 
         return go
 
