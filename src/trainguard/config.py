@@ -264,17 +264,22 @@ class RunConfig(Section):
         if not self.run.fsdp:
             return self
         problems = [f"model.{key} (set)" for key in ("quantize", "lora") if getattr(self.model, key) is not None]
-        problems += ["run.compile: true"] if self.run.compile else []
-        problems += ["run.mixed_precision: fp16 (its loss scaler reads one process's shards)"] * (
-            self.run.mixed_precision == "fp16"
-        )
+        if self.run.compile:
+            problems.append("run.compile: true")
+        if self.run.mixed_precision == "fp16":
+            problems.append("run.mixed_precision: fp16 (its loss scaler reads one process's shards)")
         problems += [f"faults.{i}.kind: dead_units" for i, f in enumerate(self.faults) if f.kind == "dead_units"]
         for i, stage in enumerate(self.stages):
             if OBJECTIVES.get(stage.objective.name).generates:
                 problems.append(f"stages.{i}.objective={stage.objective.name!r} (it generates while it trains)")
-            used = {"lora": self.stage_lora(i), "reference": stage.reference, "gate": stage.gate}
-            used["probes"] = stage.probes
-            used["guard.generation.every"] = self.stage_guard(i).generation.every  # sampled lengths differ by rank
+            every = self.stage_guard(i).generation.every  # sample checks: sampled lengths differ by rank
+            used = {
+                "lora": self.stage_lora(i),
+                "reference": stage.reference,
+                "gate": stage.gate,
+                "probes": stage.probes,
+            }
+            used["guard.generation.every"] = every
             problems += [f"stages.{i}.{key} (set)" for key, value in used.items() if value]
         if problems:
             raise ValueError(

@@ -47,7 +47,8 @@ class Engine(Recovery, Reviews):
         self.state, self.knobs, self.hooks, self.faults = s.state, s.knobs, s.hooks, s.faults
         self.modules: dict[str, nn.Module] = {"model": p.model, **p.heads}
         self.params = [q for m in self.modules.values() for q in m.parameters() if q.requires_grad]
-        self.sharded = [is_sharded(p.model) and isinstance(q, DTensor) for q in self.params]  # run.fsdp
+        self.fsdp = is_sharded(p.model)  # run.fsdp: the model's parameters are this rank's shards, heads whole
+        self.sharded = [self.fsdp and isinstance(q, DTensor) for q in self.params]
         self.replicated = [q for q, s in zip(self.params, self.sharded, strict=True) if not s]
         self.policy = self.accelerator.unwrap_model(p.model, keep_torch_compile=False)
         self.matmul_params = matmul_params(self.policy)  # for perf/mfu
@@ -56,7 +57,7 @@ class Engine(Recovery, Reviews):
         s.checkpointer.keep = p.stage.save_total_limit
         self._post: tuple[int, torch.Tensor] | None = None  # (step, [weight_norm, update_norm]) not yet read
         self.registry = StateRegistry()
-        optimizer = LocalOptimizerState(p.optimizer) if any(self.sharded) else p.optimizer
+        optimizer = LocalOptimizerState(p.optimizer) if self.fsdp else p.optimizer
         for key, piece in (("train", s.state), ("optimizer", optimizer), ("source", p.source)):
             self.registry.register(key, piece)
         self.registry.register("objective", p.objective)
@@ -138,7 +139,7 @@ class Engine(Recovery, Reviews):
             alerts += self.read_post(previous[0], post)
         if not math.isfinite(metrics["grad/norm"]):  # over every rank's shards: all ranks see the same norm
             nan, inf = nonfinite_counts([local(q.grad) for q in self.params if q.grad is not None])
-            if any(self.sharded):
+            if self.fsdp:
                 nan, inf = ranks.sum_int(nan), ranks.sum_int(inf)
         else:
             nan, inf = 0, 0
@@ -188,7 +189,7 @@ class Engine(Recovery, Reviews):
             self.faults.grads(self.params, step)
         grads = [local(q.grad) for q in self.params if q.grad is not None]
         grad_max = abs_max(grads)  # before the clip scales them
-        if any(self.sharded):  # FSDP already reduce-scattered them: each rank holds its shards
+        if self.fsdp:  # FSDP already reduce-scattered them: each rank holds its shards
             grad_max = ranks.max_(grad_max)
         norm = self.clip(grads) if self.stage.max_grad_norm is not None else self.grad_norm(grads)
         acc.add_grads(grads, grad_max, norm)
@@ -202,7 +203,7 @@ class Engine(Recovery, Reviews):
             return self.accelerator.clip_grad_norm_(self.params, max_norm)
         self.accelerator.unscale_gradients()
         norm = self.grad_norm(grads)
-        if any(self.sharded):  # torch's clip would mix the shards with a plain norm
+        if self.fsdp:  # torch's clip would mix the shards with a plain norm
             coef = torch.clamp(max_norm / (torch.where(norm.isfinite(), norm, 0.0) + 1e-6), max=1.0)
             torch._foreach_mul_(grads, coef)
         else:
@@ -211,7 +212,7 @@ class Engine(Recovery, Reviews):
 
     def grad_norm(self, grads: list[torch.Tensor]) -> torch.Tensor | None:
         """The gradient's global norm over every rank's shards (None without shards: the step works it out)."""
-        if not any(self.sharded):
+        if not self.fsdp:
             return torch.nn.utils.get_total_norm(grads) if self.stage.max_grad_norm is not None else None
         none = torch.zeros(0, device=self.accelerator.device)  # a parameter that no loss reached
         return norms([[local(q.grad) if q.grad is not None else none for q in self.params]], self.sharded)[0]
@@ -223,7 +224,7 @@ class Engine(Recovery, Reviews):
 
     def post_norms(self, after: list[torch.Tensor], before: list[torch.Tensor]) -> torch.Tensor:
         """[||w||, ||Δw||] after an update; `before` is overwritten (see update_norm)."""
-        if not any(self.sharded):
+        if not self.fsdp:
             return torch.stack([global_norm(after), update_norm(after, before)])
         torch._foreach_sub_(before, after)
         return norms([after, before], self.sharded)

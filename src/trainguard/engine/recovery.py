@@ -61,14 +61,15 @@ class Recovery:
         if healthy is None:
             healthy = self.guard.checkpoint_is_healthy() if self.guard is not None else True
         plain, tensors = self.registry.state_dicts()
+        modules = self.unwrapped()
         ckpt = self.services.checkpointer.save(
             self.state.global_step,
-            tensors=trainable_tensors(self.unwrapped()),
+            tensors=trainable_tensors(modules),
             objects={"state": tensors},
             jsons={"state": plain},
             meta={"stage": self.stage.name, "stage_index": self.pieces.index, **self.services.checkpoint_meta},
             healthy=healthy,
-            per_rank=frozenset(key for key, module in self.unwrapped().items() if is_sharded(module)),
+            per_rank=frozenset(key for key, module in modules.items() if is_sharded(module)),
         )
         note = "" if healthy else " (not healthy)"
         self.hooks.event("checkpoint", f"saved {ckpt.path.name}{note}", path=str(ckpt.path), healthy=healthy)
