@@ -71,7 +71,7 @@ $(BENCH_STAMP): pyproject.toml
 	touch $(BENCH_STAMP)
 
 bench-trl: $(BENCH_STAMP)
-	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 OMP_NUM_THREADS=2 $(BENCH_VENV)/bin/python bench/grpo_vs_trl.py
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 OMP_NUM_THREADS=2 $(BENCH_VENV)/bin/python bench/grpo_vs_trl.py --lean --fused
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 OMP_NUM_THREADS=1 $(BENCH_VENV)/bin/python bench/engine_overhead.py --steps 100
 
 lint: $(STAMP)

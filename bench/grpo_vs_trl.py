@@ -1,6 +1,6 @@
 """Our GRPO step against TRL's GRPOTrainer, side by side in one process: the same model folder, prompts (in the
-same order), group size, lengths, optimizer and thread count. Ours runs first (SFT to get a model that answers,
-then GRPO), TRL second from the SFT export. TRL is a bench extra only, installed in .venv-bench:
+same order), group size, lengths, optimizer and thread count. Our SFT run makes a model that answers; then both
+sides run GRPO from its export, in rounds whose order alternates. TRL is a bench extra only, in .venv-bench:
 
     make bench-trl      (or: .venv-bench/bin/python bench/grpo_vs_trl.py [--presets tiny,small] [--steps 32])"""
 
@@ -9,47 +9,33 @@ import os
 os.environ.setdefault("OMP_NUM_THREADS", "2")  # before torch is imported: both sides get the same thread pool
 
 import argparse
+import itertools
 import json
 import platform
 import shutil
 import statistics
 import subprocess
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import torch
-from transformers import TrainerCallback
 
+from grpo_trl_side import CLIP_EPS, LR, PARAMS, SEED, TASK, run_trl
 from trainguard import api
 from trainguard.data.rollouts import PoolSource
 from trainguard.tasks import build_task
 from trainguard.track.store import read_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
-TASK, PARAMS = "reverse", {"min_len": 3, "max_len": 6}
-LR, CLIP_EPS, SEED = 1e-4, 0.2, 0
 SFT_STEPS, SFT_WARMUP = 200, 30  # examples/grpo.yaml's SFT stage: the policy answers (and stops) before GRPO
 
 
-def our_config(
-    work: Path,
-    preset: str,
-    prompts: int,
-    group: int,
-    max_new: int,
-    steps: int,
-    sft_steps: int,
-    fused: bool = False,
-    compiled: bool = False,
-) -> dict[str, Any]:
-    """SFT on noisy demonstrations (its export is the shared starting model), then GRPO: one update per rollout
-    batch, no KL, the guard on as in any run; `fused`/`compiled`: GRPO with optimizer.fused / run.compile."""
+def sft_config(work: Path, preset: str, sft_steps: int) -> dict[str, Any]:
+    """SFT on noisy demonstrations: its export is the model both sides start GRPO from."""
     return {
-        "run": {"name": f"grpo-vs-trl-{preset}", "seed": SEED, "out_dir": str(work), "threads": 2, "compile": compiled},
+        "run": {"name": f"sft-{preset}", "seed": SEED, "out_dir": str(work), "threads": 2},
         "model": {"preset": preset},
         "tokenizer": {"max_length": 64},
         "data": {"sources": [{"task": TASK, "n": 1000, "params": PARAMS, "noise": 0.5}]},
@@ -63,35 +49,64 @@ def our_config(
                 "schedule": {"warmup_steps": min(SFT_WARMUP, sft_steps - 1), "name": "constant"},
                 "eval_every": 10**6,
                 "save_every": 10**6,
-            },
+            }
+        ],
+        "tracking": {"tensorboard": False, "progress": "off"},
+    }
+
+
+def grpo_config(work: Path, folder: Path, sizes: dict[str, Any], round_: int) -> dict[str, Any]:
+    """GRPO from the SFT export: one update per rollout batch, no KL, the guard on as in any run. Options:
+    `fused` (optimizer.fused), `compiled` (run.compile), `lean` (the grouped sampler and packed scoring). Run
+    seed SEED + 1: the stage's rollouts draw as the second stage of one SFT-then-GRPO run would."""
+    lean = sizes["lean"]
+    return {
+        "run": {
+            "name": f"grpo-{round_}",
+            "seed": SEED + 1,
+            "out_dir": str(work),
+            "threads": 2,
+            "compile": sizes["compiled"],
+        },
+        "model": {"path": str(folder)},
+        "tokenizer": {"max_length": 64},
+        "data": {"sources": [{"task": TASK, "n": 1000, "params": PARAMS, "noise": 0.5}]},  # as the SFT run's
+        "stages": [
             {
                 "name": "grpo",
-                "objective": {"name": "grpo", "epochs": 1, "beta": 0.0, "clip_low": CLIP_EPS, "clip_high": CLIP_EPS},
+                "objective": {
+                    "name": "grpo",
+                    "epochs": 1,
+                    "beta": 0.0,
+                    "clip_low": CLIP_EPS,
+                    "clip_high": CLIP_EPS,
+                    "packed": lean,
+                },
                 "source": {
                     "name": "rollouts",
                     "task": TASK,
                     "params": PARAMS,
-                    "prompts_per_step": prompts,
-                    "group_size": group,
-                    "max_new_tokens": max_new,
+                    "prompts_per_step": sizes["prompts"],
+                    "group_size": sizes["group"],
+                    "max_new_tokens": sizes["max_new"],
                     "temperature": 1.0,
                     "eval_prompts": 0,
+                    "sampler": "grouped" if lean else "generate",
                 },
-                "max_steps": steps,
-                "optimizer": {"lr": LR, "weight_decay": 0.0, "fused": fused},
+                "max_steps": sizes["steps"],
+                "optimizer": {"lr": LR, "weight_decay": 0.0, "fused": sizes["fused"]},
                 "schedule": {"warmup_steps": 0, "name": "constant"},
                 "eval_every": 10**6,
                 "save_every": 10**6,
             },
         ],
-        "eval": {"task": TASK, "n": 50, "max_new_tokens": max_new},
         "tracking": {"tensorboard": False, "progress": "off"},
     }
 
 
-def run_ours(work: Path, preset: str, sizes: dict[str, int]) -> dict[str, Any]:
-    """Our GRPO steps, read back from the run's metrics.db: per step its time and split, and the model folder."""
-    result = api.run(our_config(work, preset, **sizes), overwrite=True)
+def run_ours(work: Path, folder: Path, sizes: dict[str, Any], round_: int) -> dict[str, Any]:
+    """Our GRPO steps, read back from the run's metrics.db: per step its time and split."""
+    result = api.run(grpo_config(work, folder, sizes, round_), overwrite=True)
     per_step: dict[int, dict[str, float]] = {}
     for step, stage, key, value, when in read_metrics(result.path / "metrics.db"):
         if stage == "grpo":
@@ -100,7 +115,6 @@ def run_ours(work: Path, preset: str, sizes: dict[str, int]) -> dict[str, Any]:
                 per_step[step]["wall_at"] = when
     rows = [per_step[s] for s in sorted(per_step) if "perf/step_time_s" in per_step[s]]
     return {
-        "folder": result.path / "exports" / "sft",
         "step_s": [r["perf/step_time_s"] for r in rows],
         "generate_s": [r["time/generate_s"] for r in rows],
         "score_s": [r["time/score_s"] for r in rows],
@@ -117,144 +131,9 @@ def our_prompt_order(steps: int, prompts: int) -> list[int]:
     return PoolSource.draw(SimpleNamespace(seed=SEED + 1, cursor=0, rows=range), steps * prompts, 2000, 0)
 
 
-class TrlClock(TrainerCallback):
-    """Each TRL step from on_step_begin to on_step_end (generation, scoring, forward, backward, clip, AdamW), and
-    the numbers TRL logs (logging_steps=1: one entry a step)."""
-
-    def __init__(self) -> None:
-        self.step_s: list[float] = []
-        self.end_at: list[float] = []
-        self.logs: list[dict[str, float]] = []
-        self.t0 = 0.0
-
-    def on_step_begin(self, args, state, control, **kw):
-        self.t0 = time.perf_counter()
-
-    def on_step_end(self, args, state, control, **kw):
-        now = time.perf_counter()
-        self.step_s.append(now - self.t0)
-        self.end_at.append(now)
-
-    def on_log(self, args, state, control, logs=None, **kw):
-        if logs and "completions/mean_length" in logs:
-            self.logs.append(dict(logs))
-
-
-def timed(fn: Callable[..., Any], seconds: list[float]) -> Callable[..., Any]:
-    """`fn`, appending each call's wall time to `seconds`."""
-
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        t0 = time.perf_counter()
-        out = fn(*args, **kwargs)
-        seconds.append(time.perf_counter() - t0)
-        return out
-
-    return wrapper
-
-
-def trl_args(out: str, prompts: int, group: int, max_new: int, steps: int) -> Any:
-    """GRPOConfig matching our stage: one step = P prompts x G completions, one update per generation batch."""
-    from trl import GRPOConfig
-
-    return GRPOConfig(
-        output_dir=out,
-        max_steps=steps,
-        per_device_train_batch_size=prompts * group,  # completions per step: P prompts x G samples
-        gradient_accumulation_steps=1,
-        num_generations=group,
-        max_completion_length=max_new,
-        temperature=1.0,
-        top_p=1.0,
-        top_k=0,
-        beta=0.0,
-        num_iterations=1,
-        epsilon=CLIP_EPS,
-        loss_type="grpo",  # ours: mean over each sequence's tokens, then over sequences
-        scale_rewards="group",
-        learning_rate=LR,
-        weight_decay=0.0,
-        adam_beta1=0.9,
-        adam_beta2=0.999,
-        adam_epsilon=1e-8,
-        lr_scheduler_type="constant",
-        warmup_steps=0,
-        max_grad_norm=1.0,
-        shuffle_dataset=False,  # our draw order, each prompt repeated G times
-        use_vllm=False,
-        use_cpu=True,
-        bf16=False,
-        fp16=False,
-        activation_checkpointing=False,  # TRL turns it on by default; ours never recomputes activations
-        logging_steps=1,
-        report_to="none",
-        save_strategy="no",
-        disable_tqdm=True,
-        dataloader_num_workers=0,
-        seed=SEED,
-    )
-
-
-def run_trl(folder: Path, ids: list[int], prompts: int, group: int, max_new: int, steps: int) -> dict[str, Any]:
-    """TRL's GRPOTrainer on the same folder and prompt order, with our verifier as its reward function; the
-    model's generate and the trainer's generate-and-score are timed by wrapping them."""
-    from datasets import Dataset
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-    from transformers.trainer_callback import PrinterCallback, ProgressCallback
-    from trl import GRPOTrainer
-
-    task = build_task(TASK, PARAMS)
-    model = AutoModelForCausalLM.from_pretrained(folder, local_files_only=True, dtype=torch.float32)
-    tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
-    dataset = Dataset.from_dict({"prompt": [task.instance(i).prompt for i in ids], "instance_id": ids})
-
-    def verifier(completions: list[str], instance_id: list[int], **_: Any) -> list[float]:
-        return [task.score(task.instance(i), c).value for c, i in zip(completions, instance_id, strict=True)]
-
-    generate_s: list[float] = []
-    prepare_s: list[float] = []
-    model.generate = timed(model.generate, generate_s)
-    clock = TrlClock()
-    # Our run turns on torch's deterministic algorithms for the whole process, and with them torch fills every
-    # torch.empty with NaN: TRL's CPU log-prob kernel allocates a (tokens x 32768) buffer twice a step (~0.1 s
-    # of NaN filling on the tiny model). TRL runs as it would on its own: torch's default, off.
-    deterministic = torch.are_deterministic_algorithms_enabled()
-    torch.use_deterministic_algorithms(False)
-    with tempfile.TemporaryDirectory() as out:
-        trainer = GRPOTrainer(
-            model=model,
-            reward_funcs=verifier,
-            args=trl_args(out, prompts, group, max_new, steps),
-            train_dataset=dataset,
-            processing_class=tokenizer,
-            callbacks=[clock],
-        )
-        for noisy in (PrinterCallback, ProgressCallback):
-            trainer.remove_callback(noisy)
-        trainer._generate_and_score_completions = timed(trainer._generate_and_score_completions, prepare_s)
-        assert not trainer.model.is_gradient_checkpointing
-        first = trainer.processing_class(text=[dataset[0]["prompt"]])["input_ids"][0]
-        try:
-            trainer.train()
-        finally:
-            torch.use_deterministic_algorithms(deterministic, warn_only=True)
-    assert len(generate_s) == len(clock.step_s) == steps, (len(generate_s), len(clock.step_s))
-    return {
-        "step_s": clock.step_s,
-        "generate_s": generate_s,
-        "generate_and_score_s": prepare_s,
-        "train_s": [s - p for s, p in zip(clock.step_s, prepare_s, strict=True)],
-        "response_len": [log["completions/mean_length"] for log in clock.logs],
-        "reward": [log.get("reward", float("nan")) for log in clock.logs],
-        "wall_at": clock.end_at,
-        "first_prompt_ids": first,
-    }
-
-
-def summary(side: dict[str, Any], skip: int, tokens_per_step: list[float]) -> dict[str, float]:
-    """Medians and means over the steps after the warm-up ones; wall/step is end-to-end (logging included)."""
-    step, gen = side["step_s"][skip:], side["generate_s"][skip:]
-    walls = [b - a for a, b in zip(side["wall_at"][skip:], side["wall_at"][skip + 1 :], strict=False)]
-    tokens = tokens_per_step[skip:]
+def summary(side: dict[str, Any], tokens_per_step: list[float]) -> dict[str, float]:
+    """Medians and means over the pooled steps; wall/step is end-to-end (logging included)."""
+    step, gen, walls, tokens = side["step_s"], side["generate_s"], side["wall_s"], tokens_per_step
     return {
         "steps": len(step),
         "step_median_s": statistics.median(step),
@@ -262,29 +141,37 @@ def summary(side: dict[str, Any], skip: int, tokens_per_step: list[float]) -> di
         "wall_per_step_median_s": statistics.median(walls) if walls else float("nan"),
         "generate_median_s": statistics.median(gen),
         "generate_share": sum(gen) / sum(step),
-        "train_median_s": statistics.median(side["train_s"][skip:]),
-        "response_len_mean": statistics.fmean(side["response_len"][skip:]),
-        "reward_mean": statistics.fmean(side["reward"][skip:]),
+        "train_median_s": statistics.median(side["train_s"]),
+        "response_len_mean": statistics.fmean(side["response_len"]),
+        "reward_mean": statistics.fmean(side["reward"]),
         "rollout_tokens_per_generate_s": sum(tokens) / sum(gen),
         "rollout_tokens_per_step_s": sum(tokens) / sum(step),
     }
 
 
-def bench_row(work: Path, preset: str, sizes: dict[str, int], skip: int) -> dict:
-    """One model: ours, then TRL from our SFT export, with the same sizes; both summarised."""
+def bench_row(work: Path, preset: str, sizes: dict[str, Any], skip: int, rounds: int) -> dict:
+    """One model: SFT once, then `rounds` rounds of ours and TRL from its export, the order alternating (ours
+    first in even rounds) so that a machine drifting faster or slower over the run favours neither side; each
+    side's steps after the warm-up are pooled over the rounds."""
     prompts, group, max_new, steps = (sizes[k] for k in ("prompts", "group", "max_new", "steps"))
-    options = {"fused": sizes["fused"], "compiled": sizes["compiled"]}
-    ours = run_ours(work, preset, sizes)
+    folder = api.run(sft_config(work, preset, sizes["sft_steps"]), overwrite=True).final
     ids = our_prompt_order(steps, prompts)
-    trl = run_trl(ours["folder"], ids, prompts, group, max_new, steps)
+    sides: dict[str, list[dict[str, Any]]] = {"ours": [], "trl": []}
+    for r in range(rounds):
+        for name in ("ours", "trl") if r % 2 == 0 else ("trl", "ours"):
+            if name == "ours":
+                sides[name].append(run_ours(work, folder, sizes, r))
+            else:
+                sides[name].append(run_trl(folder, ids, prompts, group, max_new, steps))
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(ours["folder"], local_files_only=True)
-    model = AutoModelForCausalLM.from_pretrained(ours["folder"], local_files_only=True)
+    tok = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+    model = AutoModelForCausalLM.from_pretrained(folder, local_files_only=True)
     prompt = build_task(TASK, PARAMS).instance(ids[0]).prompt
     ours_first = [tok.bos_token_id, *tok.encode(prompt, add_special_tokens=False)]
-    assert list(trl.pop("first_prompt_ids")) == ours_first, "TRL tokenizes the prompts differently"
+    assert all(list(t.pop("first_prompt_ids")) == ours_first for t in sides["trl"]), "TRL tokenizes differently"
     n = prompts * group
+    pooled = {name: pool(runs, skip) for name, runs in sides.items()}
     row = {
         "preset": preset,
         "params": sum(p.numel() for p in model.parameters()),
@@ -293,14 +180,29 @@ def bench_row(work: Path, preset: str, sizes: dict[str, int], skip: int) -> dict
         "group": group,
         "max_new_tokens": max_new,
         "steps": steps,
+        "rounds": rounds,
         "warmup_skipped": skip,
-        "ours_options": options,
-        "ours": summary(ours, skip, [n * x for x in ours["response_len"]]),
-        "trl": summary(trl, skip, [n * x for x in trl["response_len"]]),
-        "raw": {"ours": {k: v for k, v in ours.items() if k != "folder"}, "trl": trl},
+        "ours_options": {k: sizes[k] for k in ("fused", "compiled", "lean")},
+        "ours": summary(pooled["ours"], [n * x for x in pooled["ours"]["response_len"]]),
+        "trl": summary(pooled["trl"], [n * x for x in pooled["trl"]["response_len"]]),
+        "ratio_by_round": [
+            statistics.median(o["step_s"][skip:]) / statistics.median(t["step_s"][skip:])
+            for o, t in zip(sides["ours"], sides["trl"], strict=True)
+        ],
+        "raw": sides,
     }
     row["ratio_ours_over_trl"] = row["ours"]["step_median_s"] / row["trl"]["step_median_s"]
     return row
+
+
+def pool(runs: list[dict[str, Any]], skip: int) -> dict[str, list[float]]:
+    """Every per-step series of the runs, each run's first `skip` steps left out, joined; `wall_s`: the time
+    between one step's end and the next's, within each run."""
+    keys = [k for k, v in runs[0].items() if isinstance(v, list) and k != "wall_at"]
+    joined = {k: [x for run in runs for x in run[k][skip:]] for k in keys}
+    ends = [run["wall_at"][skip:] for run in runs]
+    joined["wall_s"] = [b - a for at in ends for a, b in itertools.pairwise(at)]
+    return joined
 
 
 def table(rows: list[dict]) -> str:
@@ -362,6 +264,8 @@ def main() -> None:
     ap.add_argument("--sft-steps", type=int, default=SFT_STEPS, help="SFT steps that make the shared start model.")
     ap.add_argument("--fused", action="store_true", help="Ours with optimizer.fused (TRL's default AdamW kernel).")
     ap.add_argument("--compile", action="store_true", help="Ours with run.compile (the training forward).")
+    ap.add_argument("--lean", action="store_true", help="Ours with sampler: grouped and objective.packed.")
+    ap.add_argument("--rounds", type=int, default=2, help="Rounds of ours and TRL, alternating which goes first.")
     ap.add_argument("--out", default=str(ROOT / "bench" / "grpo_vs_trl.json"))
     args = ap.parse_args()
     torch.set_num_threads(2)
@@ -376,8 +280,9 @@ def main() -> None:
             "sft_steps": args.sft_steps,
             "fused": args.fused,
             "compiled": args.compile,
+            "lean": args.lean,
         }
-        rows.append(bench_row(work, preset, sizes, args.warmup))
+        rows.append(bench_row(work, preset, sizes, args.warmup, args.rounds))
         print(table(rows[-1:]), flush=True)
     settings = {
         "task": f"{TASK} {PARAMS}, verifier exact match; TRL gets our prompts in our draw order",

@@ -27,6 +27,7 @@ from trainguard.rl.rewards import (
     ShapingSection,
     VerifierConfig,
 )
+from trainguard.rl.sampler import sample_groups
 from trainguard.tasks import Instance, Task, build_task
 
 
@@ -53,6 +54,11 @@ class RolloutSourceConfig(SampledSourceConfig):
         description="Reward functions summed with their weights: {name: verifier | reward_model | length, weight}.",
     )
     eval_prompts: int = Field(200, ge=0, description="Held-out prompts answered greedily at each eval (0: none).")
+    sampler: Literal["generate", "grouped"] = Field(
+        "generate",
+        description="generate: HF `generate` over every sample; grouped: each prompt prefilled once per group and "
+        "finished samples dropped from the batch (less work; greedy picks the same tokens, sampling other draws).",
+    )
 
     @field_validator("rewards", mode="before")
     @classmethod
@@ -182,13 +188,13 @@ class RolloutSource(PoolSource):
         assert policy is not None, "rollouts need the live policy"
         cfg, tok = self.config, self.tokenizer
         instances = [self.task.instance(i) for i in self.draw(cfg.prompts_per_step, cfg.n_prompts, cfg.start)]
-        prompts = [self.prefix + tok.encode(inst.prompt, add_special_tokens=False) for inst in instances]
-        prompts = [p for p in prompts for _ in range(cfg.group_size)]
+        encoded = [self.prefix + tok.encode(inst.prompt, add_special_tokens=False) for inst in instances]
+        prompts = [p for p in encoded for _ in range(cfg.group_size)]
         seed, t0 = self.step_seed(), time.perf_counter()
         temperature = cfg.temperature * self.knobs["temperature_scale"]
         with generating(policy) as model, torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            responses = generate_ids(model, tok, prompts, cfg.max_new_tokens, temperature, cfg.top_p)
+            responses = self.sample(model, encoded, temperature)
         t1, eos = time.perf_counter(), tok.eos_token_id
         rollouts = [
             Rollout(instances[k // cfg.group_size], decode_response(tok, ids), len(ids), eos in ids)
@@ -201,6 +207,15 @@ class RolloutSource(PoolSource):
         batch.stats |= {"time/generate_s": t1 - t0, "time/score_s": time.perf_counter() - t1}
         batch.stats["rollout/temperature"] = temperature
         return batch
+
+    def sample(self, model: nn.Module, encoded: list[list[int]], temperature: float) -> list[list[int]]:
+        """`group_size` responses to each prompt (prompt by prompt), by the configured sampler."""
+        cfg, tok = self.config, self.tokenizer
+        if cfg.sampler == "grouped":
+            eos, pad = tok.eos_token_id, tok.pad_token_id
+            return sample_groups(model, encoded, cfg.group_size, cfg.max_new_tokens, eos, pad, temperature, cfg.top_p)
+        rows = [p for p in encoded for _ in range(cfg.group_size)]
+        return generate_ids(model, tok, rows, cfg.max_new_tokens, temperature, cfg.top_p)
 
     def split(self) -> tuple[str, int]:
         return "source.prompts_per_step", self.config.prompts_per_step

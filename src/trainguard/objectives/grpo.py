@@ -6,6 +6,7 @@ all equal teach nothing and are left out of the loss (and counted). Optional KL 
 
 from typing import Literal
 
+import torch
 from pydantic import Field
 from torch import nn
 
@@ -14,8 +15,9 @@ from trainguard.data.sources import generating
 from trainguard.objectives.base import OBJECTIVES, LossOutput, ObjectiveConfig, ObjectiveContext
 from trainguard.objectives.policy_gradient import PolicyGradientObjective
 from trainguard.rl.advantages import group_advantages, lagrangian_rewards
-from trainguard.rl.forward import policy_forward, reference_logprobs
+from trainguard.rl.forward import policy_forward
 from trainguard.rl.losses import aggregate, clipped_policy_loss, kl_estimate, masked_mean
+from trainguard.rl.packed import packed_policy_forward
 
 
 class GRPOConfig(ObjectiveConfig):
@@ -28,6 +30,12 @@ class GRPOConfig(ObjectiveConfig):
     )
     scale_rewards: bool = Field(True, description="Divide by the group's std (False: Dr. GRPO's centring only).")
     epochs: int = Field(1, ge=1, description="Updates per rollout batch (TRL's num_iterations).")
+    packed: bool = Field(
+        False,
+        description="Score rollouts in packed rows: each group's prompt once, responses without padding, logits "
+        "only where a response token is predicted, no backward through groups without reward spread (with beta 0): "
+        "the same loss to float rounding, with 2-3x less work.",
+    )
 
 
 @OBJECTIVES.register("grpo")
@@ -57,15 +65,24 @@ class GRPOObjective(PolicyGradientObjective):
             on_device = batch.to(next(self.ctx.model.parameters()).device)
             if self.config.epochs > 1:
                 with generating(self.ctx.model) as model:
-                    batch.extras["old_logp"] = policy_forward(model, on_device)[0].cpu()
+                    batch.extras["old_logp"] = self.forward(model, on_device)[0].cpu()
             if self.reference is not None:
-                batch.extras["ref_logp"] = reference_logprobs(self.reference, on_device).cpu()
+                with torch.no_grad():
+                    batch.extras["ref_logp"] = self.forward(self.reference, on_device)[0].cpu()
         return [batches] * self.config.epochs
+
+    def forward(self, model: nn.Module, batch: RolloutBatch) -> tuple[torch.Tensor, torch.Tensor, None]:
+        """(B, L) log-probabilities and entropies of the rows' tokens, packed or one padded row per sample."""
+        if self.config.packed:  # without a KL term, rows of a group without reward spread need no gradient
+            alone = self.config.beta == 0 and "keep" in batch.extras
+            return packed_policy_forward(model, batch, batch.extras["keep"].bool() if alone else None)
+        logp, entropy, _ = policy_forward(model, batch)
+        return logp, entropy, None
 
     def loss(self, model: nn.Module, batch: RolloutBatch) -> LossOutput:
         ex = batch.extras
         mask = batch.response_mask * ex["keep"][:, None]
-        logp, entropy, _ = policy_forward(model, batch)
+        logp, entropy, _ = self.forward(model, batch)
         old = ex["old_logp"] if "old_logp" in ex else logp.detach()
         policy = clipped_policy_loss(logp, old, ex["advantages"], mask, self.config.clip_low, self.config.clip_high)
         per_token = policy.per_token
