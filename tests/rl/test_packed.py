@@ -4,12 +4,14 @@ is predicted. It must give the padded forward's log-probabilities, entropies and
 
 import pytest
 import torch
-from transformers import GPT2Config, GPT2LMHeadModel, LlamaForCausalLM
+from transformers import GPT2Config, GPT2LMHeadModel, LlamaForCausalLM, MistralConfig, MistralForCausalLM
 
 from trainguard.data.rollouts import pack, pack_rows
+from trainguard.engine.companions import Companion, FrozenCopy
 from trainguard.models.presets import preset_config
 from trainguard.rl import packed
 from trainguard.rl.forward import policy_forward
+from trainguard.rl.masks import additive, unsupported
 from trainguard.rl.packed import pack_shared_prefix, packed_policy_forward
 
 
@@ -74,6 +76,8 @@ def test_packed_scores_equal_the_padded_forward(build):
 
 
 def test_each_prompt_is_packed_once_and_rows_split_by_whole_groups(monkeypatch):
+    """One row when the budget allows (no prompt repeated, no padding); several rows under a small budget, with
+    the same log-probabilities and gradients."""
     batch = groups(n_groups=6, group=4)
     prompt_part = ~batch.response_mask.bool() & batch.attention_mask.bool()
     prompt_tokens = int(prompt_part[::4].sum())  # one row of each group of 4
@@ -85,9 +89,64 @@ def test_each_prompt_is_packed_once_and_rows_split_by_whole_groups(monkeypatch):
     model = llama()
     mask = scored(batch)
     reference = policy_forward(model, batch)[0]
+    expected = grads(model, reference, mask)
     for budget in (40, 10_000):
         monkeypatch.setattr(packed, "BUDGET", budget)
-        assert torch.allclose(packed_policy_forward(model, batch)[0][mask], reference[mask], atol=1e-5)
+        out = packed_policy_forward(model, batch)[0]
+        assert torch.allclose(out[mask], reference[mask], atol=1e-5)
+        assert all(
+            torch.allclose(a, b, atol=1e-5, rtol=1e-4) for a, b in zip(expected, grads(model, out, mask), strict=True)
+        )
+
+
+def test_a_group_of_long_answers_is_split_and_equal_prompts_of_two_groups_share_one_copy():
+    """A group larger than the budget gets parts with their own prompt copy; two groups with the same prompt
+    are merged; the scores are the padded forward's either way."""
+    prompt = [7, 8, 9, 10]
+    responses = [[11 + i] * 9 for i in range(4)] + [[40 + i] * 2 for i in range(4)]
+    batch = pack([prompt] * 8, responses, 0, torch.zeros(8), 4)
+    layout = pack_shared_prefix(batch, budget=24)
+    assert all(int((row != 0).sum()) <= 24 for row in layout.input_ids)  # no row outgrows the budget
+    assert int((layout.input_ids == 7).sum()) == 3  # 4+9+9, 4+9+9, 4+2+2+2+2: a prompt copy per part, not 8
+    model = llama()
+    mask = scored(batch)
+    assert torch.allclose(
+        packed_policy_forward(model, batch)[0][mask], policy_forward(model, batch)[0][mask], atol=1e-5
+    )
+
+
+def test_a_batch_without_response_tokens_scores_nothing():
+    batch = pack_rows([[1, 5, 6], [1, 7]], [[0, 0, 0], [0, 0]], 0, torch.zeros(2), 1)
+    logp, entropy, _ = packed_policy_forward(llama(), batch)
+    assert not logp.any() and not entropy.any()
+
+
+def test_the_mask_takes_the_dtype_attention_computes_in():
+    model = llama().to(torch.bfloat16)
+    allowed = torch.ones(1, 1, 2, 2, dtype=torch.bool)
+    assert additive(allowed, model).dtype == torch.bfloat16
+    reference = Companion(FrozenCopy(model), "copy", "")  # a reference companion is not a module
+    assert additive(allowed, reference).dtype == torch.bfloat16
+    assert additive(allowed, llama()).dtype == torch.float32
+
+
+def test_models_that_cannot_read_the_mask_are_named():
+    model = llama()
+    assert unsupported(model) is None
+    model.config._attn_implementation = "flash_attention_2"
+    assert "flash_attention_2" in unsupported(model)
+    sliding = MistralForCausalLM(
+        MistralConfig(
+            vocab_size=260,
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            num_key_value_heads=2,
+            sliding_window=8,
+        )
+    )
+    assert "sliding" in unsupported(sliding)
 
 
 def test_a_multi_turn_row_scores_only_its_actions():

@@ -17,7 +17,9 @@ from torch import nn
 
 from trainguard.data.batches import special_prefix
 from trainguard.data.sources import SOURCES, Source, SourceConfig, SourceContext, generating
+from trainguard.errors import ConfigError
 from trainguard.eval.accuracy import HELDOUT_START, generate_ids, generate_text, heldout_instances
+from trainguard.rl.masks import unsupported
 from trainguard.rl.rewards import (
     REWARD_FNS,
     RewardContext,
@@ -212,6 +214,8 @@ class RolloutSource(PoolSource):
         """`group_size` responses to each prompt (prompt by prompt), by the configured sampler."""
         cfg, tok = self.config, self.tokenizer
         if cfg.sampler == "grouped":
+            if reason := unsupported(model):
+                raise ConfigError(f"source.sampler: grouped cannot sample this model: {reason}; use 'generate'")
             eos, pad = tok.eos_token_id, tok.pad_token_id
             return sample_groups(model, encoded, cfg.group_size, cfg.max_new_tokens, eos, pad, temperature, cfg.top_p)
         rows = [p for p in encoded for _ in range(cfg.group_size)]

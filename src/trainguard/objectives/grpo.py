@@ -12,12 +12,13 @@ from torch import nn
 
 from trainguard.data.rollouts import RolloutBatch
 from trainguard.data.sources import generating
+from trainguard.errors import ConfigError
 from trainguard.objectives.base import OBJECTIVES, LossOutput, ObjectiveConfig, ObjectiveContext
 from trainguard.objectives.policy_gradient import PolicyGradientObjective
 from trainguard.rl.advantages import group_advantages, lagrangian_rewards
 from trainguard.rl.forward import policy_forward
 from trainguard.rl.losses import aggregate, clipped_policy_loss, kl_estimate, masked_mean
-from trainguard.rl.packed import packed_policy_forward
+from trainguard.rl.packed import packed_policy_forward, packing_refused
 
 
 class GRPOConfig(ObjectiveConfig):
@@ -33,8 +34,8 @@ class GRPOConfig(ObjectiveConfig):
     packed: bool = Field(
         False,
         description="Score rollouts in packed rows: each group's prompt once, responses without padding, logits "
-        "only where a response token is predicted, no backward through groups without reward spread (with beta 0): "
-        "the same loss to float rounding, with 2-3x less work.",
+        "only where a response token is predicted, no backward through groups without reward spread (out of the "
+        "loss): the same loss to float rounding, with 2-3x less work.",
     )
 
 
@@ -46,6 +47,8 @@ class GRPOObjective(PolicyGradientObjective):
 
     def __init__(self, config: GRPOConfig, ctx: ObjectiveContext) -> None:
         super().__init__(config, ctx, config.beta)
+        if config.packed and (reason := packing_refused(ctx.model)):
+            raise ConfigError(f"objective.packed: this model cannot be scored packed: {reason}; set packed: false")
 
     def weight(self, batch: RolloutBatch) -> int:
         return batch.n_tokens if self.config.loss_type == "dapo" else batch.input_ids.shape[0]
@@ -73,9 +76,9 @@ class GRPOObjective(PolicyGradientObjective):
 
     def forward(self, model: nn.Module, batch: RolloutBatch) -> tuple[torch.Tensor, torch.Tensor, None]:
         """(B, L) log-probabilities and entropies of the rows' tokens, packed or one padded row per sample."""
-        if self.config.packed:  # without a KL term, rows of a group without reward spread need no gradient
-            alone = self.config.beta == 0 and "keep" in batch.extras
-            return packed_policy_forward(model, batch, batch.extras["keep"].bool() if alone else None)
+        if self.config.packed:  # a group without reward spread is out of the loss (KL included): no gradient
+            keep = batch.extras.get("keep")
+            return packed_policy_forward(model, batch, None if keep is None else keep.bool())
         logp, entropy, _ = policy_forward(model, batch)
         return logp, entropy, None
 

@@ -16,8 +16,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from trainguard.data.rollouts import RolloutBatch
+from trainguard.models.config import BDH_MODEL_TYPE
 from trainguard.rl.losses import entropy_from_logits
-from trainguard.rl.masks import additive
+from trainguard.rl.masks import additive, unsupported
 
 BUDGET = 256  # tokens per packed row: attention's N² stays small beside the layers' N·d² (measured best on CPU)
 
@@ -63,11 +64,14 @@ def pack_shared_prefix(batch: RolloutBatch, budget: int = BUDGET) -> Packed:
     groups: dict[tuple[int, ...], list[int]] = {}
     for r in range(len(ids)):
         groups.setdefault(tuple(ids[r][: starts[r]]), []).append(r)
-    sizes = [len(prompt) + sum(lengths[r] - starts[r] for r in members) for prompt, members in groups.items()]
-    target = -(-sum(sizes) // -(-sum(sizes) // budget))  # rows as even as whole groups allow
+    units = [
+        (prompt, part) for prompt, members in groups.items() for part in _fit(prompt, members, starts, lengths, budget)
+    ]
+    sizes = [len(prompt) + sum(lengths[r] - starts[r] for r in part) for prompt, part in units]
+    target = -(-sum(sizes) // max(-(-sum(sizes) // budget), 1))  # rows as even as whole units allow
     packed: list[_Row] = []
     where: dict[tuple[int, int], tuple[int, int]] = {}  # (batch row, col) -> (packed row, packed col)
-    for n_seg, (prompt, members) in enumerate(groups.items()):
+    for n_seg, (prompt, members) in enumerate(units):
         if not packed or len(packed[-1]) + sizes[n_seg] > target:
             packed.append(_Row([], [], [], []))
         row, c, p_seg = packed[-1], len(packed) - 1, 2 * n_seg * len(ids)
@@ -78,6 +82,22 @@ def pack_shared_prefix(batch: RolloutBatch, budget: int = BUDGET) -> Packed:
             where |= {(r, col): (c, len(row) + col - starts[r]) for col in range(starts[r], lengths[r])}
             row.add(ids[r][starts[r] : lengths[r]], range(starts[r], lengths[r]), p_seg + 1 + r, p_seg)
     return _assemble(packed, where, batch, starts, lengths)
+
+
+def _fit(
+    prompt: tuple[int, ...], members: list[int], starts: list[int], lengths: list[int], budget: int
+) -> list[list[int]]:
+    """A group's samples in parts that fit the budget with their own copy of the prompt (one sample at least):
+    a group of long answers never becomes one row whose attention costs more than its padded rows'."""
+    parts: list[list[int]] = [[]]
+    size = len(prompt)
+    for r in members:
+        if parts[-1] and size + lengths[r] - starts[r] > budget:
+            parts.append([])
+            size = len(prompt)
+        parts[-1].append(r)
+        size += lengths[r] - starts[r]
+    return parts
 
 
 def _assemble(
@@ -111,8 +131,15 @@ def _assemble(
     column = torch.full((width,), -1, dtype=torch.long)
     column[keep] = torch.arange(len(keep))
     source = at[:, 0] * len(keep) + column[at[:, 1]]
-    targets = batch.input_ids[torch.tensor(rows, dtype=torch.long), torch.tensor(cols, dtype=torch.long)]
-    return Packed(ids, pos, mask[:, None], keep, source, targets, torch.tensor(rows), torch.tensor(cols))
+    rows_t, cols_t = torch.tensor(rows, dtype=torch.long), torch.tensor(cols, dtype=torch.long)
+    return Packed(ids, pos, mask[:, None], keep, source, batch.input_ids[rows_t, cols_t], rows_t, cols_t)
+
+
+def packing_refused(model: nn.Module) -> str | None:
+    """Why a model cannot be scored packed (None: it can)."""
+    if getattr(model.config, "model_type", None) == BDH_MODEL_TYPE:
+        return "its spiking plugin reads each layer's record in the (batch, length) layout"
+    return unsupported(model)
 
 
 def packed_policy_forward(
@@ -142,6 +169,9 @@ def _score(model: nn.Module, batch: RolloutBatch) -> tuple[torch.Tensor, torch.T
     """Each response token's log-probability and entropy, and its (row, col) in the batch's layout."""
     device = batch.input_ids.device
     p = pack_shared_prefix(batch.to(torch.device("cpu")), BUDGET)
+    if p.targets.numel() == 0:  # no response token to score
+        empty = torch.zeros(0, device=device)
+        return empty, empty, (p.rows.to(device), p.cols.to(device))
     out = model(
         input_ids=p.input_ids.to(device),
         attention_mask=additive(p.mask.to(device), model),
@@ -149,8 +179,12 @@ def _score(model: nn.Module, batch: RolloutBatch) -> tuple[torch.Tensor, torch.T
         logits_to_keep=p.keep.to(device),
         use_cache=False,
     )
-    logits = out.logits.reshape(-1, out.logits.shape[-1])  # (C·K', V)
-    source = p.source.to(device)
-    logp = F.log_softmax(logits.float(), -1)[source].gather(-1, p.targets.to(device)[:, None]).squeeze(-1)
-    entropy = entropy_from_logits(logits.detach()[None])[0][source]
+    if out.logits.shape[-2] != len(p.keep):
+        raise RuntimeError(
+            "objective.packed: the model returned logits at every position: it ignores `logits_to_keep` "
+            "(transformers >= 4.49 takes it); set packed: false"
+        )
+    logits = out.logits.reshape(-1, out.logits.shape[-1])[p.source.to(device)].float()  # (K, V): one per target
+    logp = F.log_softmax(logits, -1).gather(-1, p.targets.to(device)[:, None]).squeeze(-1)
+    entropy = entropy_from_logits(logits.detach()[None])[0]
     return logp, entropy, (p.rows.to(device), p.cols.to(device))

@@ -33,14 +33,17 @@ def sample_groups(
         ids[row, width - len(p) :], attention[row, width - len(p) :] = torch.tensor(p), 1
     ids, attention = ids.to(device), attention.to(device)
     positions = (attention.cumsum(1) - 1).clamp(min=0)
-    cache = DynamicCache(config=model.config)
-    with_cache = {_cache_name(model): cache, "use_cache": True}
+    cache = DynamicCache(config=model.config)  # transformers >= 4.56
+    cache_key = _cache_name(model)
+    with_cache = {cache_key: cache, "use_cache": True}
     causal = torch.ones(width, width, dtype=torch.bool, device=device).tril()
     prefill = additive(
         (causal[None] & attention.bool()[:, None, :])[:, None] | torch.eye(width, dtype=torch.bool, device=device),
         model,
     )  # a padding query reads itself: no empty row
     out = model(input_ids=ids, attention_mask=prefill, position_ids=positions, logits_to_keep=1, **with_cache)
+    if cache.get_seq_length() != width:
+        raise RuntimeError(f"source.sampler: grouped: the model left its KV cache empty (passed as {cache_key!r})")
     cache.batch_repeat_interleave(group)
     logits = out.logits[:, -1].repeat_interleave(group, 0)
     readable = attention.bool().repeat_interleave(group, 0)  # (rows, keys in the cache): padding is not
