@@ -63,6 +63,7 @@ def load_config(source: RunConfig | Mapping[str, Any] | PathLike, overrides: Ite
     """A validated run config from a run file or a dict shaped like its YAML; `overrides` are `--set` strings
     (`KEY.PATH=VALUE`, the value read as YAML). Bad input raises ConfigError with the CLI's messages."""
     from trainguard import config
+    from trainguard.config_tree import apply_overrides
 
     overrides = list(overrides or [])
     if isinstance(source, config.RunConfig):
@@ -71,7 +72,7 @@ def load_config(source: RunConfig | Mapping[str, Any] | PathLike, overrides: Ite
         source = source.model_dump(mode="json")
     if isinstance(source, Mapping):
         tree = copy.deepcopy(dict(source))  # parse_config rewrites `imports`; the caller's dict stays as given
-        config.apply_overrides(tree, overrides)
+        apply_overrides(tree, overrides)
         return config.parse_config(tree, "config", Path.cwd())
     return config.load_config(Path(source), overrides)
 

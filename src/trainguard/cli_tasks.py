@@ -39,7 +39,7 @@ def env_spec(name: str, params: dict[str, Any]) -> Any:
     """A collectable environment (name and checked parameters), with errors that name the bad field."""
     from pydantic import ValidationError
 
-    from trainguard.config import format_validation_error
+    from trainguard.config_tree import format_validation_error
     from trainguard.data.collect import EnvSpec
     from trainguard.tasks.envs import ENVS
 
@@ -72,7 +72,7 @@ def build(name: str, params: dict[str, Any]) -> Any:
     """A task from its name and parameters, with errors that name the field and the allowed values."""
     from pydantic import ValidationError
 
-    from trainguard.config import format_validation_error
+    from trainguard.config_tree import format_validation_error
     from trainguard.tasks import build_task
 
     try:
@@ -257,7 +257,7 @@ def sandbox_exec(
     """Run FILE isolated and report status (ok, error, timeout, memory, output_limit, killed) and its output."""
     from pydantic import ValidationError
 
-    from trainguard.config import format_validation_error
+    from trainguard.config_tree import format_validation_error
     from trainguard.sandbox import Limits, SandboxPool, SandboxUnavailable
 
     try:

@@ -44,7 +44,7 @@ def build_tasks(tasks: Sequence[TaskSpec] | Sequence[str]) -> list[Task]:
     Environments among them are checked the same way (name, params) but played, not built: they are left out."""
     from pydantic import ValidationError
 
-    from trainguard.config import format_validation_error
+    from trainguard.config_tree import format_validation_error
 
     specs = task_specs(tasks)
     names = [name for name, _ in specs]
