@@ -8,6 +8,7 @@ from helpers import tiny_config, write_config
 from trainguard import api
 from trainguard.data.episodes import play
 from trainguard.tasks.envs import make
+from trainguard.tasks.envs.workers import EnvPool, EnvSpec
 from trainguard.track.store import read_metrics
 
 
@@ -18,12 +19,13 @@ def test_play_marks_only_the_policys_actions_and_replays_the_observations():
     tok = load_tokenizer(ModelSection(preset="tiny"), TokenizerSection(max_length=64))
     model = build_model(ModelSection(preset="tiny"), tok, 64, seed=0).eval()
     torch.manual_seed(0)
-    runs = play(model, tok, [make("guess", s, n=4, max_rounds=3) for s in range(4)], 3, 1.0, 1.0)
+    specs = [EnvSpec.of("guess", s, n=4, max_rounds=3) for s in range(4)]
+    runs = play(model, tok, EnvPool(), specs, 3, 1.0, 1.0)
     for t in runs:
-        assert 1 <= t.turns <= 3 and t.env.done
+        assert 1 <= len(t.turns) <= 3 and t.done
         ids, mask = torch.tensor(t.ids), torch.tensor(t.mask).bool()
         assert int(mask.sum()) == t.action_tokens
-        replay = make("guess", t.env.seed, n=4, max_rounds=3)
+        replay = make("guess", t.seed, n=4, max_rounds=3)
         shown = tok.decode(ids[~mask], skip_special_tokens=True)
         assert shown.startswith(replay.reset())  # the observations, in order, between the actions
         assert ("correct" in shown) is False  # the last observation is not appended once the episode is done
@@ -58,6 +60,23 @@ def test_an_environment_episode_runs_through_grpo_and_ppo(tmp_path):
         assert rows["rollout/turns_mean"] > 1.0  # a random policy rarely guesses right at once: several turns
         assert 0.0 <= rows["eval/accuracy"] <= 1.0 and rows["eval/n"] == 6
         assert "loss/task" in rows
+
+
+def test_worker_processes_train_the_same_run_as_this_process(tmp_path):
+    """Where the episodes are stepped changes nothing: two env workers give every logged number but the clock."""
+    logged = []
+    for processes in (0, 2):
+        stage = episode_stage({"name": "grpo"})
+        stage["source"]["workers"] = {"processes": processes}
+        cfg = tiny_config(tmp_path / str(processes), stages=[stage])
+        run = api.run(write_config(tmp_path / f"{processes}.yaml", cfg), overwrite=True)
+        rows = [
+            (step, k, v)
+            for step, _, k, v, _ in read_metrics(run.path / "metrics.db")
+            if not k.startswith(("time/", "perf/"))
+        ]
+        logged.append(rows)
+    assert len(logged[0]) > 30 and logged[0] == logged[1]
 
 
 @pytest.mark.slow

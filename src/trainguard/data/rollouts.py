@@ -30,6 +30,7 @@ from trainguard.rl.rewards import (
     VerifierConfig,
 )
 from trainguard.rl.sampler import sample_groups
+from trainguard.rl.vllm_sampler import VLLMSampler, VLLMSection, require_vllm
 from trainguard.tasks import Instance, Task, build_task
 
 
@@ -56,11 +57,13 @@ class RolloutSourceConfig(SampledSourceConfig):
         description="Reward functions summed with their weights: {name: verifier | reward_model | length, weight}.",
     )
     eval_prompts: int = Field(200, ge=0, description="Held-out prompts answered greedily at each eval (0: none).")
-    sampler: Literal["generate", "grouped"] = Field(
+    sampler: Literal["generate", "grouped", "vllm"] = Field(
         "generate",
         description="generate: HF `generate` over every sample; grouped: each prompt prefilled once per group and "
-        "finished samples dropped from the batch (less work; greedy picks the same tokens, sampling other draws).",
+        "finished samples dropped from the batch (less work; greedy picks the same tokens, sampling other draws); "
+        "vllm: a colocated vLLM engine fed the policy's weights before each step (the vllm extra, a CUDA GPU).",
     )
+    vllm: VLLMSection = Field(default_factory=VLLMSection, description="The vLLM engine (sampler: vllm).")
 
     @field_validator("rewards", mode="before")
     @classmethod
@@ -171,6 +174,9 @@ class RolloutSource(PoolSource):
         self.scorer = Scorer(config.rewards, config.shaping, reward_ctx)
         self.prefix = special_prefix(ctx.tokenizer)
         self.seen_prompts = {r["prompt"] for r in ctx.records.train if "prompt" in r}
+        self.max_length, self.vllm_engine = ctx.max_length, None
+        if config.sampler == "vllm":
+            require_vllm()  # before the first step, not after a stage's set-up
 
     @classmethod
     def build(cls, config: SourceConfig, ctx: SourceContext) -> "RolloutSource":
@@ -196,7 +202,7 @@ class RolloutSource(PoolSource):
         temperature = cfg.temperature * self.knobs["temperature_scale"]
         with generating(policy) as model, torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            responses = self.sample(model, encoded, temperature)
+            responses = self.sample(model, encoded, temperature, seed)
         t1, eos = time.perf_counter(), tok.eos_token_id
         rollouts = [
             Rollout(instances[k // cfg.group_size], decode_response(tok, ids), len(ids), eos in ids)
@@ -210,9 +216,15 @@ class RolloutSource(PoolSource):
         batch.stats["rollout/temperature"] = temperature
         return batch
 
-    def sample(self, model: nn.Module, encoded: list[list[int]], temperature: float) -> list[list[int]]:
+    def sample(self, model: nn.Module, encoded: list[list[int]], temperature: float, seed: int) -> list[list[int]]:
         """`group_size` responses to each prompt (prompt by prompt), by the configured sampler."""
         cfg, tok = self.config, self.tokenizer
+        if cfg.sampler == "vllm":
+            if self.vllm_engine is None:
+                self.vllm_engine = VLLMSampler(model, cfg.vllm, self.max_length, self.seed)
+            self.vllm_engine.push(model)
+            args = (cfg.group_size, cfg.max_new_tokens, tok.eos_token_id, temperature, cfg.top_p, seed)
+            return self.vllm_engine.sample(encoded, *args)
         if cfg.sampler == "grouped":
             if reason := unsupported(model):
                 raise ConfigError(f"source.sampler: grouped cannot sample this model: {reason}; use 'generate'")

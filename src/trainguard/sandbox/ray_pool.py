@@ -6,9 +6,9 @@ import contextlib
 from collections.abc import Iterable
 from typing import Any
 
-from trainguard.errors import ConfigError
+from trainguard.ray_actors import STARTUP_S, spread_actors
 from trainguard.sandbox.limits import ExecResult, Limits
-from trainguard.sandbox.pool import STARTUP_S, SandboxPool
+from trainguard.sandbox.pool import SandboxPool
 
 
 class SandboxHost:
@@ -36,25 +36,11 @@ class RayPool:
     """SandboxPool's `run`/`map` over `hosts` Ray actors of `workers` sandboxes each (spread over the nodes)."""
 
     def __init__(self, hosts: int, workers: int, address: str | None = None, limits: Limits | None = None) -> None:
-        try:
-            import ray
-        except ImportError:
-            raise ConfigError(
-                "sandbox.backend: 'ray' needs Ray: pip install 'trainguard[ray]' (or use backend: local)"
-            ) from None
-        self.ray, self.limits, self.size, self.closed = ray, limits or Limits(), hosts * workers, False
-        if not ray.is_initialized():
-            ray.init(address=address, include_dashboard=False, log_to_driver=False)
-        actor = ray.remote(num_cpus=workers)(SandboxHost).options(scheduling_strategy="SPREAD")
-        self.hosts = [actor.remote(workers, self.limits.model_dump()) for _ in range(hosts)]
-        try:  # actors that no node can hold would wait forever on the first job
-            self.ray.get([host.where.remote() for host in self.hosts], timeout=STARTUP_S)
-        except ray.exceptions.GetTimeoutError:
-            self.close()
-            raise ConfigError(
-                f"sandbox: {hosts} Ray actors of {workers} CPUs (sandbox.ray_hosts x sandbox.workers) did not start "
-                f"within {STARTUP_S:.0f} s; the cluster has {ray.cluster_resources().get('CPU', 0):.0f} CPUs"
-            ) from None
+        self.limits, self.size, self.closed = limits or Limits(), hosts * workers, False
+        args = (workers, self.limits.model_dump())
+        self.ray, self.hosts = spread_actors(
+            SandboxHost, hosts, workers, args, address, "sandbox (ray_hosts x workers)"
+        )
 
     def run(self, source: str, stdin: str = "", **overrides: float | int) -> ExecResult:
         """One program on the first actor (as SandboxPool.run)."""

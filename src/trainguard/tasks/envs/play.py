@@ -9,7 +9,7 @@ import statistics
 from collections.abc import Sequence
 from typing import Any
 
-from trainguard.tasks.envs.base import Env, StepResult, episode_record, make, run_episode
+from trainguard.tasks.envs.base import episode_record, make, run_episode
 
 DEFAULT_EOS = "<eos>"  # the EOS of the byte tokenizer every preset uses; pass a model's own for other tokenizers
 
@@ -71,27 +71,6 @@ def sft_records(record: dict[str, Any], eos: str = DEFAULT_EOS) -> list[dict[str
     ]
 
 
-class Recorded(Env):
-    """An env that remembers each (observation, action, reward) it answered, so a batched play yields the
-    same episode records as `run_episode`; everything else is the wrapped env's."""
-
-    def __init__(self, inner: Env) -> None:
-        super().__init__(inner.config, inner.seed)
-        self.inner = inner
-        self.turns: list[tuple[str, str, float]] = []
-        self.observation = ""
-
-    def reset(self) -> str:
-        self.observation, self.turns, self.rounds, self.done = self.inner.reset(), [], 0, False
-        return self.observation
-
-    def step(self, action_text: str) -> StepResult:
-        result = self.inner.step(action_text)
-        self.turns.append((self.observation, action_text, result.reward))
-        self.observation, self.rounds, self.done = result.observation, self.inner.rounds, result.done
-        return result
-
-
 def play_model(
     model: Any,
     tokenizer: Any,
@@ -111,21 +90,21 @@ def play_model(
     import torch
 
     from trainguard.data.episodes import play
+    from trainguard.tasks.envs.workers import EnvPool, EnvSpec
 
     if max_rounds is not None:
         params = {**params, "max_rounds": max_rounds}
     was_training = model.training
     model.eval()
     records: list[dict[str, Any]] = []
+    envs = EnvPool()
     try:
         with torch.random.fork_rng(devices=[]), torch.no_grad():
             torch.manual_seed(sample_seed)
             for first in range(0, len(seeds), batch_size):
-                envs = [Recorded(make(env_name, s, **params)) for s in seeds[first : first + batch_size]]
-                for t in play(model, tokenizer, list(envs), max_new_tokens, temperature, top_p):
-                    env = t.env
-                    assert isinstance(env, Recorded)
-                    records.append(episode_record(env_name, env.seed, env.turns, t.ret, t.success))
+                specs = [EnvSpec.of(env_name, s, **params) for s in seeds[first : first + batch_size]]
+                for t in play(model, tokenizer, envs, specs, max_new_tokens, temperature, top_p):
+                    records.append(episode_record(env_name, t.seed, t.turns, t.ret, t.success))
     finally:
         model.train(was_training)
     return records
