@@ -2,7 +2,7 @@
 
 The expert's episodes are recorded first (in this process), then each arm replays their action lists through an
 `EnvPool` round by round, as an RL stage steps its live episodes between generations: every live episode gets one
-action per round, all sent at once. The answers must equal the recording's, so every arm does the same work.
+action per round, all sent at once. Each reward must equal the recording's, so every arm does the same work.
 Rounds alternate between the arms (who goes first rotates) so both see the same machine load.
 Run: `python bench/env_workers.py [--env sciworld] [--episodes 16] [--workers 2] [--repeats 3]`."""
 
@@ -21,8 +21,9 @@ from trainguard.tasks.envs.workers import EnvPool, EnvSpec, EnvWorkersSection
 def replay(pool: EnvPool, specs: list[EnvSpec], records: list[dict]) -> tuple[float, int]:
     """(seconds, env steps) to play every recorded episode through `pool`; checks each answer."""
     start = time.perf_counter()
-    first = pool.open(specs)
-    assert first == [r["turns"][0]["observation"] for r in records]
+    assert len(pool.open(specs)) == len(
+        records
+    )  # (ScienceWorld lists a room's objects in varying order: rewards are compared)
     steps, rounds = 0, max(len(r["turns"]) for r in records)
     for k in range(rounds):
         moves = {i: r["turns"][k]["action"] for i, r in enumerate(records) if k < len(r["turns"])}

@@ -44,23 +44,34 @@ def tiny_config(out_dir: Path, **sections: Any) -> dict[str, Any]:
     return cfg
 
 
-def gpt2_folder(path: Path, n_embd: int = 64) -> Path:
-    """A 2-layer GPT-2 with the byte vocabulary, seeded and saved with its tokenizer: a Hugging Face model folder
-    that is not Llama (Conv1D layers), built offline."""
+def hf_folder(path: Path, arch: str = "gpt2", width: int = 64) -> Path:
+    """A 2-layer model of `arch` (gpt2: Conv1D layers, learned positions; llama; qwen2: biased q/k/v, tied
+    embeddings) with the byte vocabulary, seeded and saved with its tokenizer: a Hugging Face folder built offline."""
     import torch
-    from transformers import GPT2Config, GPT2LMHeadModel
+    from transformers import AutoModelForCausalLM, GPT2Config, LlamaConfig, Qwen2Config
 
     from trainguard.models.tokenizer import byte_tokenizer
 
     tok = byte_tokenizer()
-    config = GPT2Config(
-        vocab_size=len(tok), n_positions=64, n_embd=n_embd, n_layer=2, n_head=2,
-        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
-    )  # fmt: skip
+    ids = {"bos_token_id": tok.bos_token_id, "eos_token_id": tok.eos_token_id, "pad_token_id": tok.pad_token_id}
+    if arch == "gpt2":
+        config = GPT2Config(vocab_size=len(tok), n_positions=64, n_embd=width, n_layer=2, n_head=2, **ids)
+    else:
+        kinds = {"llama": LlamaConfig, "qwen2": Qwen2Config}
+        extra = {"tie_word_embeddings": True} if arch == "qwen2" else {}
+        config = kinds[arch](
+            vocab_size=len(tok), hidden_size=width, intermediate_size=2 * width, num_hidden_layers=2,
+            num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128, **ids, **extra,
+        )  # fmt: skip
     torch.manual_seed(0)
-    GPT2LMHeadModel(config).save_pretrained(path)
+    AutoModelForCausalLM.from_config(config).save_pretrained(path)
     tok.save_pretrained(path)
     return path
+
+
+def gpt2_folder(path: Path, n_embd: int = 64) -> Path:
+    """A model folder that is not Llama (Conv1D layers)."""
+    return hf_folder(path, "gpt2", n_embd)
 
 
 def write_config(path: Path, cfg: dict[str, Any]) -> Path:

@@ -172,7 +172,9 @@ class Engine(Recovery, Reviews):
         """One inner update's forward and backward over its micro-batches, then the clip."""
         weights = [self.objective.weight(mb) for mb in update]  # known before the forward (no sync after it)
         units = max(ranks.sum_int(sum(weights)), 1)  # normaliser over the whole update, on every rank
-        for mb, weight in zip(update, weights, strict=True):
+        for k, (mb, weight) in enumerate(zip(update, weights, strict=True)):
+            if self.fsdp:  # one reduce-scatter per update: the earlier micro-batches accumulate unsharded
+                self.model.set_requires_gradient_sync(k == len(update) - 1)
             with self.accelerator.autocast():
                 out = self.objective.loss(self.model, mb.to(self.accelerator.device))
                 out.extras.setdefault("units", weight)
