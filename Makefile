@@ -45,10 +45,10 @@ dragon: $(STAMP)
 
 test: $(STAMP) sandbox
 	$(BIN)/ruff check src tests bench
-	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/python -m pytest -q -n 2 --dist loadgroup
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/python -m pytest -q -n 2 --dist loadscope
 
 test-fast: $(STAMP) sandbox
-	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/python -m pytest -q -n 2 --dist loadgroup -m "not slow"
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/python -m pytest -q -n 2 --dist loadscope -m "not slow"
 
 bench: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python bench/engine_overhead.py --steps 100
@@ -58,6 +58,8 @@ bench: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python bench/reward_constitution.py
 	HF_HUB_OFFLINE=1 $(BIN)/python bench/reward_epoch.py
 	HF_HUB_OFFLINE=1 $(BIN)/python bench/sft_packing.py
+	$(BIN)/python bench/env_workers.py --env textcraft --episodes 32 --workers 2 --repeats 3
+	$(BIN)/python bench/env_workers.py --env sciworld --episodes 8 --workers 2 4 --repeats 2
 
 # TRL only ever lives in its own venv (the `bench` extra), never in .venv: trainguard does not depend on it.
 BENCH_VENV  := .venv-bench

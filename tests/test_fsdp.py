@@ -17,7 +17,6 @@ from trainguard.errors import ConfigError
 from trainguard.reward import load_reward_model
 from trainguard.tasks import build_task
 
-pytestmark = pytest.mark.xdist_group("fsdp")  # the sharded run below is made once, on one pytest worker
 FAULT = {"kind": "inf_grad", "at_step": 6}
 LONG = STAGE | {"max_steps": 24, "save_every": 3, "batch_size": 4, "grad_accum": 2}  # gradients sync once a step
 

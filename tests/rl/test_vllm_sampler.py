@@ -8,7 +8,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from helpers import gpt2_folder, tiny_config, write_config
+from helpers import hf_folder, tiny_config, write_config
 from trainguard import api
 from trainguard.config import LoraSection
 from trainguard.errors import ConfigError
@@ -27,22 +27,9 @@ def trained_adapters(model: torch.nn.Module) -> torch.nn.Module:
     return lora
 
 
-@pytest.mark.parametrize("arch", ["llama", "gpt2"])
+@pytest.mark.parametrize("arch", ["llama", "qwen2", "gpt2"])
 def test_the_pushed_weights_are_the_merged_exports(tmp_path, arch):
-    if arch == "gpt2":
-        model = AutoModelForCausalLM.from_pretrained(gpt2_folder(tmp_path / "gpt2"))
-    else:
-        from transformers import LlamaConfig
-
-        config = LlamaConfig(
-            vocab_size=64,
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-        )
-        model = AutoModelForCausalLM.from_config(config)
+    model = AutoModelForCausalLM.from_pretrained(hf_folder(tmp_path / arch, arch))
     plain = dict(hf_weights(model))
     assert plain.keys() == model.state_dict().keys()
     lora = trained_adapters(model)

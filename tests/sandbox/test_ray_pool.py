@@ -12,7 +12,6 @@ from trainguard.sandbox.limits import SandboxSection
 from trainguard.sandbox.ray_pool import RayPool
 
 ray = pytest.importorskip("ray")
-pytestmark = pytest.mark.xdist_group("ray")  # one local Ray cluster at a time (make test runs two workers)
 
 
 @pytest.fixture(scope="module")

@@ -114,7 +114,6 @@ def test_a_bad_env_parameter_is_refused_before_any_worker_starts():
         EnvSpec.of("guess", 0, colour="red")
 
 
-@pytest.mark.xdist_group("ray")  # one local Ray cluster at a time (make test runs two workers)
 def test_ray_actors_play_as_this_process_does():
     ray = pytest.importorskip("ray")
     here = [os.path.dirname(__file__), *filter(None, [os.environ.get("PYTHONPATH")])]
