@@ -86,11 +86,8 @@ def play(
             t, result = runs[i], results[i]
             t.turns.append((t.observation, texts[i], result.reward))
             t.ids, t.mask = t.ids + action, t.mask + [1] * len(action)
-            t.ret, t.action_tokens, t.observation = (
-                t.ret + result.reward,
-                t.action_tokens + len(action),
-                result.observation,
-            )
+            t.ret, t.action_tokens = t.ret + result.reward, t.action_tokens + len(action)
+            t.observation = result.observation
             t.cut += eos not in action
             t.success = t.success or bool(result.info.get("success"))
             t.done = result.done
