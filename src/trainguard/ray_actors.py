@@ -5,7 +5,7 @@ from typing import Any
 
 from trainguard.errors import ConfigError
 
-STARTUP_S = 20.0  # an actor that no node can hold would wait forever on its first call
+STARTUP_S = 60.0  # an actor (or worker) that never starts would be waited on forever; a loaded machine needs ~20 s
 
 
 def spread_actors(

@@ -100,8 +100,9 @@ def test_a_worker_that_raises_or_dies_stops_every_worker_naming_the_env(action, 
 
 
 def test_a_hanging_worker_is_killed_after_timeout_s():
-    pool = EnvPool(EnvWorkersSection(processes=1, timeout_s=1.0))
-    pool.open([EnvSpec.of("test-faulty", 7)])
+    pool = EnvPool(EnvWorkersSection(processes=1))
+    pool.open([EnvSpec.of("test-faulty", 7)])  # imports this module in the worker: not held to the 1 s below
+    pool.section = EnvWorkersSection(processes=1, timeout_s=1.0)
     proc = pool.procs[0][0]
     start = time.monotonic()
     with pytest.raises(EnvError, match=r"did not answer within 1 s \(source.workers.timeout_s\) stepping test-faulty"):

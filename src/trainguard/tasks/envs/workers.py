@@ -22,6 +22,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from trainguard.ray_actors import STARTUP_S, spread_actors  # Ray itself is imported only when called
 from trainguard.section import Section
 from trainguard.tasks.envs.base import ENVS, Env, StepResult
 
@@ -81,20 +82,19 @@ class EnvHost:
 
 
 def _serve(conn: Any) -> None:
-    """A worker process: answer (method, argument) messages until the pool closes or the parent is gone."""
+    """A worker process: say it is up, then answer (method, argument) messages until the pool closes."""
     host = EnvHost()
-    while True:
-        try:
-            message = conn.recv()
-        except (EOFError, OSError):  # the parent died: nothing is left to answer
-            return
-        if message is None:
-            return
-        method, argument = message
-        try:
-            conn.send(("ok", getattr(host, method)(argument)))
-        except Exception as e:
-            conn.send(("error", f"{type(e).__name__}: {e}\n{traceback.format_exc()}"))
+    try:
+        conn.send(("ready", None))
+        while (message := conn.recv()) is not None:
+            method, argument = message
+            try:
+                reply = ("ok", getattr(host, method)(argument))
+            except Exception as e:
+                reply = ("error", f"{type(e).__name__}: {e}\n{traceback.format_exc()}")
+            conn.send(reply)
+    except (EOFError, OSError):  # the pool stopped this worker, or its parent died: nothing is left to answer
+        return
 
 
 class EnvError(RuntimeError):
@@ -180,10 +180,12 @@ class EnvPool:
             proc.start()
             theirs.close()
             self.procs.append((proc, mine))
+        for k, (_, conn) in enumerate(self.procs):  # start-up (a fresh interpreter, imports) is not a round
+            if not (conn.poll(STARTUP_S) and conn.recv() == ("ready", None)):
+                self.close()
+                raise EnvError(f"environment worker {k} did not start within {STARTUP_S:g} s")
 
     def _call_ray(self, parts: list[list[tuple[int, Any]]], method: str) -> list[list[Any]]:
-        from trainguard.ray_actors import spread_actors
-
         if not self.actors:
             self.ray, actors = spread_actors(
                 EnvHost, self.section.processes, 1, (), self.section.ray_address, "source.workers"
